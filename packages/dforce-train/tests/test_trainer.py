@@ -1,0 +1,186 @@
+"""Trainer: learning, exact resume, warmup, non-finite detection, bf16 autocast, sharding."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dforce_train import (
+    NonFiniteLossError,
+    StepContext,
+    TrainConfig,
+    Trainer,
+    latest_checkpoint,
+    list_checkpoints,
+    read_jsonl,
+    warmup_factor,
+)
+
+
+def _cfg(**kwargs) -> TrainConfig:
+    base = {"device": "cpu", "progress": False, "log_every": 1, "grad_clip": None}
+    return TrainConfig(**{**base, **kwargs})
+
+
+def test_linear_regression_learns(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    w_true = torch.randn(4, 2, generator=gen)
+    x_all = torch.randn(256, 4, generator=gen)
+    y_all = x_all @ w_true + 0.5
+
+    def make_batches(start):
+        for step in itertools.count(start):
+            idx = torch.randint(0, 256, (32,), generator=torch.Generator().manual_seed(step))
+            yield x_all[idx], y_all[idx]
+
+    def loss_fn(model, batch, ctx):
+        x, y = ctx.shard_batch(batch)
+        loss = F.mse_loss(model(x), y)
+        return loss, {"mse": loss}
+
+    cfg = _cfg(lr=0.05, max_steps=200, log_every=10, out_dir=str(tmp_path), ckpt_every=None)
+    trainer = Trainer(nn.Linear(4, 2), loss_fn, cfg)
+    summary = trainer.fit(make_batches)
+    trainer.close()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(10, 201, 10))
+    assert {"loss", "mse", "lr", "grad_norm", "steps_per_s"} <= set(records[0])
+    assert summary.step == 200 and not summary.stopped_early
+    assert records[-1]["loss"] < records[0]["loss"] / 1000
+    assert summary.checkpoint == latest_checkpoint(tmp_path / "checkpoints")  # final checkpoint written
+
+
+class DropoutNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 16), nn.SiLU(), nn.Dropout(0.2), nn.Linear(16, 6))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _denoise_loss(model, batch, ctx):
+    noise = torch.randn(batch.shape, generator=ctx.generator, device=ctx.device)
+    t = torch.rand(batch.shape[0], 1, generator=ctx.generator, device=ctx.device)
+    noisy, target = ctx.shard(batch * (1 - t) + noise * t), ctx.shard(noise)
+    return F.mse_loss(model(noisy), target), {}
+
+
+def test_exact_resume_is_bitwise_identical(tmp_path):
+    data = torch.randn(20, 8, 6, generator=torch.Generator().manual_seed(5))
+
+    def make_batches(start):
+        return iter(data[start:])
+
+    common = {"lr": 1e-2, "warmup_steps": 5, "ema_decay": 0.9, "ema_start": 3, "grad_clip": 0.5, "ckpt_every": 5}
+    torch.manual_seed(0)
+    straight = Trainer(DropoutNet(), _denoise_loss, _cfg(max_steps=20, out_dir=str(tmp_path / "a"), **common))
+    straight.fit(make_batches)
+
+    torch.manual_seed(0)
+    first = Trainer(DropoutNet(), _denoise_loss, _cfg(max_steps=10, out_dir=str(tmp_path / "b"), **common))
+    assert first.fit(make_batches).step == 10
+    torch.manual_seed(42)  # a different init and RNG state: everything must come from the checkpoint
+    second = Trainer(DropoutNet(), _denoise_loss, _cfg(max_steps=20, out_dir=str(tmp_path / "b"), **common))
+    summary = second.fit(make_batches, resume="auto")
+    assert summary.step == 20
+
+    for (name, a), b in zip(straight.model.state_dict().items(), second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    for name, a in straight.ema.shadow.items():
+        assert torch.equal(a, second.ema.shadow[name]), name
+    assert straight.ema.num_updates == second.ema.num_updates == 20
+    assert straight.lr == second.lr
+    state_a, state_b = straight.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    assert all(torch.equal(state_a[i]["exp_avg"], state_b[i]["exp_avg"]) for i in state_a)
+
+
+def test_warmup_learning_rates():
+    seen = []
+    trainer = None
+
+    def loss_fn(model, batch, ctx):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return model(batch).pow(2).mean(), {}
+
+    trainer = Trainer(nn.Linear(2, 1), loss_fn, _cfg(lr=0.1, warmup_steps=4, max_steps=7))
+    trainer.fit(lambda start: itertools.repeat(torch.ones(4, 2)))
+    assert seen[0] == pytest.approx(0.025)  # step 0: lr * 1/4
+    assert seen[1] == pytest.approx(0.05)  # step 1: lr * 2/4
+    assert seen[3] == pytest.approx(0.1)  # the 4th step reaches the full lr
+    assert seen[4] == pytest.approx(0.1) and seen[6] == pytest.approx(0.1)  # step == warmup_steps and after
+    assert warmup_factor(0, 0) == 1.0 and warmup_factor(10, 4) == 1.0
+
+
+def test_non_finite_loss_stops_without_checkpoint(tmp_path):
+    def loss_fn(model, batch, ctx):
+        loss = model(batch).pow(2).mean()
+        if ctx.step == 5:
+            loss = loss * float("nan")
+        return loss, {"aux": 1.5}
+
+    trainer = Trainer(nn.Linear(3, 1), loss_fn, _cfg(lr=1e-2, max_steps=50, ckpt_every=2, out_dir=str(tmp_path)))
+    with pytest.raises(NonFiniteLossError) as err:
+        trainer.fit(lambda start: itertools.repeat(torch.ones(4, 3)))
+    message = str(err.value)
+    for fragment in ("step 5", "loss=nan", "aux=1.5", "lower the learning rate", "grad_clip", "NaN"):
+        assert fragment in message
+    assert err.value.step == 5 and trainer.step == 5
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [2, 4]
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step_00000004"
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_non_finite_gradient_is_detected():
+    def loss_fn(model, batch, ctx):
+        return torch.sqrt(model(batch) * 0.0).mean(), {}  # finite loss, NaN gradient
+
+    model = nn.Linear(3, 1)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(model, loss_fn, _cfg(lr=1e-2, max_steps=3, precision="bf16"))
+    with pytest.raises(NonFiniteLossError, match=r"grad_norm=nan.*fp32"):
+        trainer.fit(lambda start: itertools.repeat(torch.ones(2, 3)))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_bf16_autocast_on_cpu():
+    dtypes = []
+
+    def loss_fn(model, batch, ctx):
+        out = model(ctx.shard(batch))
+        dtypes.append(out.dtype)
+        return out.float().pow(2).mean(), {}
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    trainer = Trainer(model, loss_fn, _cfg(lr=1e-2, max_steps=4, precision="bf16", grad_clip=1.0))
+    summary = trainer.fit(lambda start: itertools.repeat(torch.randn(4, 8)))
+    assert dtypes == [torch.bfloat16] * 4
+    assert torch.isfinite(torch.tensor(summary.metrics["loss"]))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_shard_and_shard_batch():
+    ctx = StepContext(step=0, rank=1, world_size=2, generator=torch.Generator(), device=torch.device("cpu"))
+    x = torch.arange(8)
+    assert ctx.shard(x).tolist() == [4, 5, 6, 7]
+    sharded = ctx.shard_batch({"x": x, "pair": (x, x * 2), "name": "keep"})
+    assert sharded["pair"][1].tolist() == [8, 10, 12, 14] and sharded["name"] == "keep"
+    with pytest.raises(ValueError, match="multiple of 2"):
+        ctx.shard(torch.arange(5))
+
+
+def test_fit_rejects_plain_iterable_and_bad_loss():
+    trainer = Trainer(nn.Linear(2, 1), lambda m, b, c: (torch.tensor(1.0), {}), _cfg(max_steps=2))
+    with pytest.raises(ValueError, match="make_batches"):
+        trainer.fit([torch.ones(2, 2)])
+    with pytest.raises(ValueError, match="requires grad"):
+        trainer.fit(lambda start: itertools.repeat(torch.ones(2, 2)))
+
+
+def test_fp16_on_cpu_rejected():
+    with pytest.raises(ValueError, match="fp16"):
+        Trainer(nn.Linear(2, 1), _denoise_loss, TrainConfig(precision="fp16", device="auto", progress=False))
