@@ -30,7 +30,14 @@ def test_round_trip_restores_everything(tmp_path):
         tmp_path / "c", model=model, optimizer=opt, ema=ema, scaler=scaler, step=7, config={"lr": 1e-2}
     )
     names = sorted(p.name for p in path.iterdir())
-    assert names == ["ema.safetensors", "model.safetensors", "optimizer.pt", "rng.safetensors", "scaler.pt", "state.json"]
+    assert names == [
+        "ema.safetensors",
+        "model.safetensors",
+        "optimizer.pt",
+        "rng.safetensors",
+        "scaler.pt",
+        "state.json",
+    ]
 
     model2, opt2 = _model_and_opt(seed=1)
     ema2 = EMA(model2, decay=0.5)
@@ -49,9 +56,7 @@ def test_round_trip_restores_everything(tmp_path):
 
 def test_torch_load_always_uses_weights_only(tmp_path, monkeypatch):
     model, opt = _model_and_opt()
-    path = save_checkpoint(
-        tmp_path / "c", model=model, optimizer=opt, scaler=torch.amp.GradScaler("cpu"), step=1
-    )
+    path = save_checkpoint(tmp_path / "c", model=model, optimizer=opt, scaler=torch.amp.GradScaler("cpu"), step=1)
     calls = []
     real_load = torch.load
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import dforce_train
 from dforce_train import JSONLLogger, MultiLogger, WandbLogger, make_logger, read_jsonl
 
 
@@ -47,3 +50,11 @@ def test_wandb_logger_defaults_to_offline(tmp_path, monkeypatch):
     logger.close()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].iterdir())
+
+
+def test_wandb_is_never_imported_at_module_top_level():
+    for module in Path(dforce_train.__file__).parent.glob("*.py"):
+        for node in ast.parse(module.read_text()).body:  # top-level statements only
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "wandb" for n in names), module.name

@@ -13,8 +13,8 @@ from dforce_train.checkpoint import (
 )
 from dforce_train.config import TrainConfig
 from dforce_train.context import StepContext, step_generator, step_seed
-from dforce_train.distributed import DistInfo, barrier, cleanup, init_distributed, is_main
-from dforce_train.ema import EMA, unwrap_model
+from dforce_train.distributed import DistInfo, barrier, cleanup, init_distributed, is_main, unwrap_model
+from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, MultiLogger, NullLogger, WandbLogger, make_logger, read_jsonl
 from dforce_train.trainer import FitSummary, NonFiniteLossError, Trainer, warmup_factor
 

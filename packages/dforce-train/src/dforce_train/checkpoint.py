@@ -34,7 +34,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from dforce_train.ema import EMA, unwrap_model
+from dforce_train.distributed import unwrap_model
+from dforce_train.ema import EMA
 
 FORMAT_VERSION = 1
 LATEST_NAME = "latest"

@@ -9,12 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel (or similar `.module`) wrapper."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+from dforce_train.distributed import unwrap_model
 
 
 class EMA:

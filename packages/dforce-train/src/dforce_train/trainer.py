@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class FitSummary:
     checkpoint: Path | None
     elapsed_s: float
     stopped_early: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
