@@ -53,8 +53,10 @@ def test_make_betas_errors():
         make_betas("quadratic", 10)
     with pytest.raises(ValueError, match="num_steps"):
         make_betas("cosine", 0)
+    with pytest.raises(ValueError, match="num_steps > 20"):
+        linear_betas(10)  # scale 100 would push betas past 1
     with pytest.raises(ValueError, match="betas"):
-        NoiseSchedule(linear_betas(10))  # scale 100 pushes betas past 1
+        NoiseSchedule(torch.tensor([0.5, 1.5], dtype=torch.float64))
 
 
 def test_schedule_gathers_by_hand():

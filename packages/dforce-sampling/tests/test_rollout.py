@@ -185,3 +185,11 @@ def test_bad_inputs_without_context():
         sample(ToyCausalDenoiser(dim=D), _sampler(), n_tokens=4, batch_size=2)
     with pytest.raises(ValueError, match="no cache"):
         sample(NoCacheDenoiser(dim=D), _sampler(), n_tokens=4, batch_size=2, token_shape=(D,), use_cache=True)
+
+
+def test_progress_callback_and_printing(capsys):
+    seen = []
+    _run(ToyCausalDenoiser(dim=D), _sampler(), n_tokens=8, chunk_size=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(4, 8), (6, 8), (8, 8)]
+    _run(ToyCausalDenoiser(dim=D), _sampler(), n_tokens=4, progress=True)
+    assert "4/4 tokens" in capsys.readouterr().err

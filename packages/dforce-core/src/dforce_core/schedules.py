@@ -20,6 +20,11 @@ __all__ = [
 
 def linear_betas(num_steps: int) -> Tensor:
     """Linear betas of DDPM (Ho et al. 2020), rescaled so any ``num_steps`` spans the same range."""
+    if num_steps <= 20:
+        raise ValueError(
+            f"the linear schedule rescales betas by 1000/num_steps, which exceeds beta = 1 for num_steps <= 20 "
+            f"(got {num_steps}); use num_steps > 20 or the cosine schedule"
+        )
     scale = 1000.0 / num_steps
     return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)  # (K,)
 
@@ -149,8 +154,15 @@ class NoiseSchedule:
             )
 
     def gather(self, name: str, noise_levels: Tensor) -> Tensor:
-        """Per-token value of table ``name`` at ``noise_levels`` (any shape, usually (B, T))."""
-        self.check_levels(noise_levels)
+        """Per-token value of table ``name`` at ``noise_levels`` (any shape, usually (B, T)).
+
+        Values are range-checked on CPU tensors only: on an accelerator the check would force a host sync on
+        every gather, so there the caller's entry-point validation is relied on.
+        """
+        if noise_levels.device.type == "cpu":
+            self.check_levels(noise_levels)
+        elif noise_levels.dtype.is_floating_point:
+            raise ValueError("noise_levels must be an integer tensor of shape (B, T) with values in -1..K-1")
         return self.table(name, noise_levels.device)[noise_levels.long() + 1]  # same shape as noise_levels
 
     def alpha_bar(self, noise_levels: Tensor) -> Tensor:

@@ -20,10 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["sample"]
 
-Scheduling = str | Callable[[int], Tensor]
-
-
-def _matrix_fn(scheduling: Scheduling, num_steps: int, uncertainty_scale: float) -> Callable[[int], Tensor]:
+def _matrix_fn(scheduling: str | Callable[[int], Tensor], num_steps: int, uncertainty_scale: float) -> Callable[[int], Tensor]:
     """H -> validated scheduling matrix (rows, H), memoised per H."""
     memo: dict[int, Tensor] = {}
     if isinstance(scheduling, str):
@@ -99,7 +96,7 @@ def sample(
     batch_size: int | None = None,
     context: Tensor | None = None,
     chunk_size: int | None = 1,
-    scheduling: Scheduling = "autoregressive",
+    scheduling: str | Callable[[int], Tensor] = "autoregressive",
     uncertainty_scale: float = 1.0,
     cond: Tensor | None = None,
     max_history: int | str | None = None,

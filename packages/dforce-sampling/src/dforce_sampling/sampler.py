@@ -290,9 +290,11 @@ class DiffusionForcingSampler:
         out = StepOutput(prev_sample=prev, pred_x0=pred_x0, pred_eps=pred_eps)
         if head is None:
             return out
-        return StepOutput(*(torch.cat([h, o], dim=1) for h, o in zip(
-            (head.prev_sample, head.pred_x0, head.pred_eps), (out.prev_sample, out.pred_x0, out.pred_eps), strict=True
-        )))
+        return StepOutput(
+            prev_sample=torch.cat([head.prev_sample, out.prev_sample], dim=1),  # (B, commit + T, ...)
+            pred_x0=torch.cat([head.pred_x0, out.pred_x0], dim=1),  # (B, commit + T, ...)
+            pred_eps=torch.cat([head.pred_eps, out.pred_eps], dim=1),  # (B, commit + T, ...)
+        )
 
     def __repr__(self) -> str:
         c = self.config
