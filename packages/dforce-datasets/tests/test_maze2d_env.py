@@ -30,6 +30,7 @@ from dforce_datasets.maze2d import (  # noqa: E402
 from dforce_datasets.maze2d._deps import require  # noqa: E402
 from dforce_datasets.maze2d.dynamics import free_step, near_wall, wall_distance  # noqa: E402
 from dforce_datasets.maze2d.model import MASS, RADIUS  # noqa: E402
+from dforce_datasets.maze2d.traces import check_traces, record_traces  # noqa: E402
 
 Maze2dEnv = maze2d_env_class()
 
@@ -253,6 +254,8 @@ def test_multi_goal_draws_a_target_per_reset_and_set_target():
     env.unwrapped.set_target(np.array([3.0, 3.0]))
     np.testing.assert_array_equal(env.unwrapped.get_target(), [3.0, 3.0])
     env.close()
+    direct = Maze2dEnv(maze="large", multi_goal=True)
+    assert direct.reset_target and not Maze2dEnv(maze="large").reset_target
     single = gym.make("dforce/maze2d-large-v1")
     single.reset(seed=0)
     single.reset(seed=1)
@@ -310,22 +313,6 @@ def _trace_files() -> list[Path]:
     return sorted(path.glob("*.npz")) if path.is_dir() else [path]
 
 
-def _check_traces(files: list[Path]) -> int:
-    """Replay every recorded rollout open loop; return how many steps were compared."""
-    compared = 0
-    for file in files:
-        with np.load(file, allow_pickle=False) as trace:
-            env = Maze2dEnv(maze=str(trace["maze"]))
-            for k in range(len(trace["qpos0"])):
-                env.reset(seed=k)
-                env.set_state(trace["qpos0"][k], trace["qvel0"][k])
-                observed = np.stack([env.step(a)[0] for a in trace["actions"][k]])
-                np.testing.assert_allclose(observed, trace["observations"][k], rtol=0, atol=1e-8,
-                                           err_msg=f"{file.name}, rollout {k}")
-                compared += len(observed)
-    return compared
-
-
 def test_open_loop_rollouts_match_recorded_d4rl_traces():
     """Open-loop rollouts against traces recorded from the real d4rl maze2d env (MuJoCo 2.1 + mujoco-py).
 
@@ -338,28 +325,16 @@ def test_open_loop_rollouts_match_recorded_d4rl_traces():
     files = _trace_files()
     if not files:
         pytest.skip("DFORCE_D4RL_TRACES is not set: no traces recorded from the real d4rl env on this machine")
-    assert _check_traces(files) > 0
+    assert sum(check_traces(file) for file in files) > 0
 
 
 def test_trace_format_round_trip(tmp_path):
     """The trace checker itself works: traces recorded from our env in the documented format replay exactly."""
-    env = Maze2dEnv(maze="umaze")
-    rng = np.random.default_rng(0)
-    qpos0, qvel0, actions, observations = [], [], [], []
-    for k in range(2):
-        env.reset(seed=k)
-        q, v = np.array([3.0, 1.0 + k]), rng.normal(0, 1, 2)
-        env.set_state(q, v)
-        acts = rng.uniform(-1, 1, (300, 2))
-        qpos0.append(q), qvel0.append(v), actions.append(acts)
-        observations.append(np.stack([env.step(a)[0] for a in acts]))
+    trace = record_traces(Maze2dEnv(maze="umaze"), "umaze", rollouts=3, steps=200, seed=0)
     path = tmp_path / "umaze.npz"
-    np.savez(path, maze="umaze", qpos0=np.array(qpos0), qvel0=np.array(qvel0), actions=np.array(actions),
-             observations=np.array(observations))
-    assert _check_traces([path]) == 600
-    bad = tmp_path / "bad.npz"
-    observations[1][150, 0] += 1e-6
-    np.savez(bad, maze="umaze", qpos0=np.array(qpos0), qvel0=np.array(qvel0), actions=np.array(actions),
-             observations=np.array(observations))
+    np.savez(path, **trace)
+    assert check_traces(path) == 600
+    trace["observations"][1, 150, 0] += 1e-6
+    np.savez(tmp_path / "bad.npz", **trace)
     with pytest.raises(AssertionError, match="rollout 1"):
-        _check_traces([bad])
+        check_traces(tmp_path / "bad.npz")

@@ -22,6 +22,7 @@ from .registration import TASKS, Maze2dTask, get_task, register_envs  # noqa: E4
 from .scores import REF_SCORES, normalized_score  # noqa: E402
 from .sim import MazeSim  # noqa: E402
 from .storage import SCHEMA, read_hdf5, read_shards, to_d4rl, validate, write_hdf5, write_shards  # noqa: E402
+from .traces import check_traces, record_traces  # noqa: E402
 from .vector import VectorMaze2d  # noqa: E402
 
 register_envs()
@@ -59,6 +60,7 @@ __all__ = [
     "WaypointController",
     "WindowConfig",
     "build_mjcf",
+    "check_traces",
     "generate",
     "generate_reference",
     "get_layout",
@@ -73,6 +75,7 @@ __all__ = [
     "parse_maze",
     "read_hdf5",
     "read_shards",
+    "record_traces",
     "register_envs",
     "run_reference",
     "to_d4rl",

@@ -31,7 +31,7 @@ class Maze2dCore:
 
     def __init__(self, maze: str | MazeLayout = "umaze", reward_type: str = "sparse", reset_target: bool = False,
                  render_mode: str | None = None, width: int | None = None, height: int | None = None,
-                 ref_name: str | None = None):
+                 ref_name: str | None = None, multi_goal: bool | None = None):
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
         if render_mode not in (None, "rgb_array"):
@@ -40,7 +40,7 @@ class Maze2dCore:
         self.layout = get_layout(maze)
         self.sim = MazeSim(self.layout)
         self.reward_type = reward_type
-        self.reset_target = reset_target
+        self.reset_target = reset_target if multi_goal is None else multi_goal  # Multi2D: new goal every reset
         self.render_mode = render_mode
         rows, cols = self.layout.shape
         self._size = (width or 40 * cols, height or 40 * rows)  # default: 40 pixels per cell, the maze's aspect
