@@ -1,0 +1,66 @@
+"""Smoke tests: the issue-level benchmarks run end to end at toy sizes and print their JSON contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "tools" / "bench"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rollout_speed_contract(capsys):
+    bench = _load("rollout_speed")
+    out = bench.main(["--window", "4", "--multiple", "3", "--batch", "2", "--token-dim", "3", "--d-model", "16",
+                      "--n-layers", "2", "--n-heads", "2", "--steps", "2", "--repeats", "1"])
+    assert out["max_abs_diff"] < 1e-4  # cached and uncached rollouts agree
+    assert out["speedup_10x"] > 0 and out["rollout_tokens"] == 12
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["max_abs_diff"] == out["max_abs_diff"]
+
+
+def test_stability_contract(tmp_path, capsys):
+    bench = _load("stability")
+    out = bench.main(["--steps", "3", "--batch", "4", "--window", "4", "--multiple", "2", "--d-model", "16",
+                      "--n-layers", "1", "--ddim-steps", "2", "--contexts", "6", "--truth-per-context", "2",
+                      "--span", "2", "--out", str(tmp_path), "--no-progress"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(last) >= {"df_ratio", "tf_ratio", "goal_met"} and last["df_ratio"] == out["df_ratio"]
+    assert out["df_ratio"] > 0 and out["tf_ratio"] > 0
+
+
+def test_stability_task_helpers():
+    bench = _load("stability")
+    g = torch.Generator().manual_seed(0)
+    pos = bench.simulate(5, 7, g)
+    assert pos.shape == (5, 7, 2) and pos.min() >= -1 and pos.max() < 1
+    steps = torch.remainder(pos[:, 1:] - pos[:, :-1] + 1, 2) - 1
+    assert steps.abs().max() <= bench.VMAX + 1e-6  # speed is clipped
+    frames = bench.render(pos)
+    assert frames.shape == (5, 7, 64) and frames.min() >= -1 and frames.max() <= 1
+    # clean renders are on the manifold, noise is far from it
+    assert bench.manifold_error(frames) < 0.05
+    assert bench.manifold_error(torch.rand(50, 64) * 2 - 1) > 0.3
+    est = bench.estimate_position(frames)
+    err = torch.remainder(est - pos + 1, 2) - 1
+    assert err.abs().max() < 0.05
+    a = torch.randn(4000, 3, generator=g)
+    assert bench.frechet_distance(a, torch.randn(4000, 3, generator=g)) < 0.02
+    assert bench.frechet_distance(a, a + 1.0) == pytest.approx(3.0, rel=0.02)  # mean shift of 1 in 3 dims
