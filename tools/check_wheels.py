@@ -60,7 +60,8 @@ PROBE = r"""
 import importlib, importlib.metadata as md, json, os, pkgutil, re, sys, traceback
 
 name = sys.argv[1]
-report = {"version": None, "file": None, "modules": [], "errors": [], "dists": {}}
+report = {"version": None, "file": None, "modules": [], "errors": [], "dists": {}, "optional": []}
+EXTRA_HINT = re.compile(r"pip install (dforce-[a-z-]+)\[([a-z0-9_,-]+)\]")
 
 def err(where):
     exc = sys.exc_info()[1]
@@ -76,6 +77,13 @@ def walk(package, path):
         full = f"{package}.{info.name}"
         try:
             module = importlib.import_module(full)
+        except ImportError as exc:
+            hint = EXTRA_HINT.search(str(exc))
+            if hint is None:  # an optional subpackage must name the extra that provides its dependencies
+                err(f"import {full}")
+            else:
+                report["optional"].append(f"{full} needs {hint.group(1)}[{hint.group(2)}]")
+            continue
         except BaseException:
             err(f"import {full}")
             continue
@@ -121,6 +129,7 @@ class Result:
     seconds: float = 0.0
     error: str | None = None
     installed_dforce: list[str] = field(default_factory=list)
+    needs_extras: list[str] = field(default_factory=list)  # optional subpackages that name their extra
 
 
 def _env() -> dict[str, str]:
@@ -206,6 +215,7 @@ def check_library(member, wheel: Path | None, wheels: dict[str, Path], *, dist_d
         errors = list(report["errors"])
         result.version = report["version"]
         result.modules = len(report["modules"])
+        result.needs_extras = list(report.get("optional", []))
         if report["file"] is not None and result.version is None:
             errors.insert(0, f"{import_name}.__version__ is missing")
         elif report["file"] is not None and result.version != member.version:
