@@ -182,7 +182,7 @@ def plot(path: Path, curves: dict, samples: dict, true: torch.Tensor, horizons: 
                 ax.set_ylabel(name, fontsize=8)
             if r == 0:
                 ax.set_title(f"t={t}", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(hspace=0.35, wspace=0.25)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
