@@ -53,113 +53,16 @@ _PIN_RE = re.compile(r"===?\s*([^\s,;]+)")
 
 
 def load_toml(path: Path) -> dict:
-    """Parse a TOML file with tomllib / tomli, or with a tiny fallback good enough for pyproject files."""
+    """Parse a TOML file with tomllib (Python >= 3.11) or tomli (3.10)."""
     text = path.read_text(encoding="utf-8")
     try:
-        import tomllib  # Python >= 3.11
+        import tomllib
     except ModuleNotFoundError:
         try:
-            import tomli as tomllib  # pytest pulls it in on 3.10
+            import tomli as tomllib
         except ModuleNotFoundError:
-            return parse_toml_subset(text)
+            raise SystemExit("check_deps needs Python >= 3.11 or `pip install tomli` on 3.10") from None
     return tomllib.loads(text)
-
-
-def _strip_comment(line: str) -> str:
-    quote = None
-    i = 0
-    while i < len(line):
-        ch = line[i]
-        if quote:
-            if ch == "\\" and quote == '"':
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#":
-            return line[:i]
-        i += 1
-    return line
-
-
-def _balanced(text: str) -> bool:
-    depth = 0
-    quote = None
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\" and quote == '"':
-                i += 1
-            elif ch == quote:
-                quote = None
-        elif ch in "\"'":
-            quote = ch
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        i += 1
-    return depth <= 0
-
-
-_STR_RE = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'')
-
-
-def _toml_value(raw: str):
-    raw = raw.strip()
-    if raw.startswith("["):
-        return [m.group(1) if m.group(1) is not None else m.group(2) for m in _STR_RE.finditer(raw)]
-    m = _STR_RE.match(raw)
-    if m:
-        return m.group(1) if m.group(1) is not None else m.group(2)
-    if raw in ("true", "false"):
-        return raw == "true"
-    return raw  # numbers, dates, inline tables: not needed here
-
-
-def _split_key(key: str) -> list[str]:
-    return [part.strip().strip("\"'") for part in key.split(".")]
-
-
-def parse_toml_subset(text: str) -> dict:
-    """Minimal TOML reader: tables, dotted keys, strings, booleans and arrays of strings (multi-line ok).
-
-    Only used on Python 3.10 without tomli; enough for the keys this script reads from pyproject files.
-    """
-    data: dict = {}
-    table = data
-    lines = iter(text.splitlines())
-    for line in lines:
-        line = _strip_comment(line).strip()
-        if not line:
-            continue
-        if line.startswith("[["):  # array of tables: not needed, skip its keys
-            table = {}
-            continue
-        if line.startswith("["):
-            table = data
-            for part in _split_key(line.strip("[] ")):
-                table = table.setdefault(part, {})
-            continue
-        if "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        while not _balanced(value):
-            try:
-                value += " " + _strip_comment(next(lines))
-            except StopIteration:
-                break
-        parts = _split_key(key)
-        target = table
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-        target[parts[-1]] = _toml_value(value)
-    return data
-
-
-# ------------------------------------------------------------------------------------------------ members
 
 
 def normalize(name: str) -> str:
