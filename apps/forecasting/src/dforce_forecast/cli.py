@@ -1,4 +1,4 @@
-"""``dforce-forecast`` command line (for now only ``data``: load a dataset and print what it holds)."""
+"""``dforce-forecast`` command line: ``data`` (describe a dataset) and ``run`` (train, score, plot)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 import sys
 
 from dforce_datasets.timeseries import DATASETS, WindowSpec, load_dataset, to_multivariate
+from dforce_forecast.config import BACKBONES, METHODS, ForecastConfig
+from dforce_forecast.data import TARGETS
 
 
 def data_info(dataset: str, *, data_dir: str | None = None, cache_dir: str | None = None,
@@ -43,7 +45,83 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", help="directory holding <name>/ or <name>.tar.gz (no download then)")
     data.add_argument("--cache-dir", help="download/extraction cache (default $DFORCE_DATA_DIR or ~/.cache/dforce)")
     data.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+
+    run = sub.add_parser("run", help="train and score methods x seeds on the test windows; results JSON + plots")
+    run.add_argument("--dataset", required=True,
+                     help=f"registered name ({', '.join(DATASETS)}) or a GluonTS dataset directory / .tar.gz")
+    run.add_argument("--data-dir", help="directory holding <name>/ or <name>.tar.gz (no download then)")
+    run.add_argument("--cache-dir", help="download/extraction cache (default $DFORCE_DATA_DIR or ~/.cache/dforce)")
+    run.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    run.add_argument("--methods", default="df,tf,naive", help=f"comma list of {', '.join(METHODS)} (default all)")
+    run.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1; the paper reports 5)")
+    run.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
+    run.add_argument("--max-minutes", type=float, default=None,
+                     help="wall-clock training budget per method and seed, in minutes (default: none)")
+    run.add_argument("--out", default="forecast_runs", help="output directory (results.json, plots, models)")
+    run.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    run.add_argument("--no-plots", action="store_true", help="do not write forecast PNGs")
+    run.add_argument("--plot-window", type=int, default=-1, help="test window to plot (default: the last)")
+    run.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
+    d = ForecastConfig()
+    g = run.add_argument_group("model and training (defaults: the paper's setup at a CPU-friendly size)")
+    g.add_argument("--backbone", choices=BACKBONES, default=d.backbone)
+    g.add_argument("--z-dim", type=int, default=d.z_dim, help="GRU latent size (paper: 1024)")
+    g.add_argument("--network-size", type=int, default=d.network_size, help="level embedding width (paper: 64)")
+    g.add_argument("--num-gru-layers", type=int, default=d.num_gru_layers)
+    g.add_argument("--num-mlp-layers", type=int, default=d.num_mlp_layers)
+    g.add_argument("--d-model", type=int, default=d.d_model, help="transformer width")
+    g.add_argument("--n-layers", type=int, default=d.n_layers, help="transformer depth")
+    g.add_argument("--target", choices=TARGETS, default=d.target,
+                   help="level: normalised values (paper); delta: normalised first differences (measured setting)")
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--batches-per-epoch", type=int, default=d.batches_per_epoch)
+    g.add_argument("--max-epochs", type=int, default=d.max_epochs)
+    g.add_argument("--patience", type=int, default=d.patience)
+    g.add_argument("--ema-decay", type=float, default=d.ema_decay, help="EMA of the weights (0 = off)")
+    g.add_argument("--sampling-steps", type=int, default=d.sampling_steps, help="DDIM steps (paper: 50)")
+    g.add_argument("--eta", type=float, default=d.eta)
+    g.add_argument("--stabilization-level", type=int, default=d.stabilization_level,
+                   help="DF: generated tokens are fed back at this level - 1 (paper: 19 for 50 DDIM steps)")
+    g.add_argument("--num-samples", type=int, default=d.num_samples, help="sample paths per test window")
+    g.add_argument("--val-num-samples", type=int, default=d.val_num_samples,
+                   help="sample paths per validation window")
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ForecastConfig:
+    """The ForecastConfig the ``run`` flags describe."""
+    return ForecastConfig(
+        backbone=args.backbone, z_dim=args.z_dim, network_size=args.network_size,
+        num_gru_layers=args.num_gru_layers, num_mlp_layers=args.num_mlp_layers, d_model=args.d_model,
+        n_layers=args.n_layers, target=args.target, lr=args.lr, weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
+        max_epochs=args.max_epochs, patience=args.patience, ema_decay=args.ema_decay or None,
+        sampling_steps=args.sampling_steps, eta=args.eta, stabilization_level=args.stabilization_level,
+        num_samples=args.num_samples, val_num_samples=args.val_num_samples)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``dforce-forecast run``: train, evaluate, write results and plots; print the summary table."""
+    from dforce_forecast.experiment import format_table, run_experiment
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    results = run_experiment(
+        args.dataset, methods=args.methods, seeds=args.seeds, seed_offset=args.seed_offset,
+        max_minutes=args.max_minutes, out=args.out, config=config_from_args(args), data_dir=args.data_dir,
+        cache_dir=args.cache_dir, download=not args.no_download, progress=not args.quiet, plots=not args.no_plots,
+        plot_window=args.plot_window)
+    print(format_table(results))
+    print(json.dumps({"results": results["results_path"],
+                      **{m: s["crps_sum"]["mean"] for m, s in results["summary"].items()}}))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        if args.command == "run":
+            return run_command(args)
         info = data_info(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
                          download=not args.no_download)
     except (ValueError, FileNotFoundError) as exc:
