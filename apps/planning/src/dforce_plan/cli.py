@@ -1,11 +1,302 @@
-"""``dforce-plan`` command line (placeholder until the planner lands)."""
+"""``dforce-plan``: Diffusion Forcing planning in D4RL maze2d with Monte Carlo Guidance.
+
+Sub-commands: ``data`` (generate or load a dataset), ``train``, ``eval`` and ``quickstart`` (all of it, small,
+on umaze). Run ``dforce-plan <command> --help`` for the options.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import sys
+import time
+from pathlib import Path
+from typing import Any
+
+for _key, _value in (("MUJOCO_GL", "egl"), ("PYGLET_HEADLESS", "1")):
+    os.environ.setdefault(_key, _value)
+
+METHODS = ("df_mcg", "df", "diffuser")
+
+
+class CliError(Exception):
+    """A user error: printed as 'dforce-plan: error: ...' with exit status 2."""
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n is not None:
+        if n < 1:
+            raise CliError(f"--threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
+
+
+def _summary(dataset: dict[str, Any], source: str) -> dict[str, Any]:
+    obs = dataset["observations"]
+    return {"source": source, "steps": int(len(obs)), "keys": sorted(dataset),
+            "obs_mean": [round(float(v), 4) for v in obs.mean(0)], "obs_std": [round(float(v), 4) for v in obs.std(0)],
+            "act_std": [round(float(v), 4) for v in dataset["actions"].std(0)],
+            "goal_switches": int(dataset["timeouts"].sum()) if "timeouts" in dataset else None}
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+def make_dataset(maze: str, steps: int | None, seed: int, noisy: bool, progress: bool = True) -> dict[str, Any]:
+    """Generate a D4RL-schema dataset with the D4RL waypoint walk (dforce_datasets.maze2d.generate)."""
+    from tqdm.auto import tqdm
+
+    from dforce_datasets.maze2d import GenerateConfig, generate, to_d4rl
+
+    cfg = GenerateConfig(maze=maze, steps=steps, seed=seed, noisy=noisy)
+    bar = tqdm(total=cfg.n_steps, desc=f"generate {maze}", disable=not progress, unit="step", dynamic_ncols=True)
+    done = [0]
+
+    def report(n: int) -> None:
+        bar.update(n - done[0])
+        done[0] = n
+
+    try:
+        data = generate(cfg, progress=report)
+        bar.update(cfg.n_steps - done[0])
+    finally:
+        bar.close()
+    return to_d4rl(data)
+
+
+def load_data(source: str) -> dict[str, Any]:
+    """A dataset from an hdf5 file, a shard directory/.tar or a D4RL id (ValueError when it cannot)."""
+    from dforce_datasets.maze2d import load_dataset
+
+    path = Path(source).expanduser()
+    if (path.suffix in (".hdf5", ".h5", ".tar") or os.sep in source) and not path.exists():
+        raise CliError(f"dataset {source} does not exist; generate one with `dforce-plan data --out {source}`")
+    return load_dataset(source)
+
+
+def cmd_data(args: argparse.Namespace) -> dict[str, Any]:
+    if args.source:
+        return _summary(load_data(args.source), args.source)
+    if not args.out:
+        raise CliError("data: give --out PATH (.hdf5 file or a directory for webdataset shards) or --source")
+    from dforce_datasets.maze2d import write_hdf5, write_shards
+
+    t0 = time.perf_counter()
+    data = make_dataset(args.maze, args.steps, args.seed, not args.clean, progress=not args.quiet)
+    out = Path(args.out)
+    if out.suffix in (".hdf5", ".h5"):
+        write_hdf5(out, data, attrs={"maze": args.maze, "seed": args.seed, "noisy": not args.clean})
+    else:
+        write_shards(out, data)
+    info = _summary(data, str(out))
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    return info
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from dforce_train import TrainConfig
+
+    from .model import ModelSpec, train
+    from .presets import DF_TOKENS, DIFFUSER_TOKENS, model_preset
+
+    _threads(args.threads)
+    data = load_data(args.data)
+    size = model_preset(args.size)
+    for key in ("d_model", "n_layers", "n_heads"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
+    spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
+    cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
+                      ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
+                      seed=args.seed, progress=not args.quiet, device=args.device)
+    _, summary = train(data, spec, cfg, batch_size=args.batch_size, resume="auto" if args.resume else None)
+    return {"checkpoint": str(summary.checkpoint), "step": summary.step, "seconds": round(summary.elapsed_s, 1),
+            "final_metrics": summary.metrics, "model": spec.to_dict()}
+
+
+# ----------------------------------------------------------------------------------------------- eval
+
+def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], device: str = "cpu"):
+    """A Planner from a checkpoint, the method's preset for the maze, and explicit overrides (None = preset)."""
+    import torch
+
+    from .model import load_model
+    from .planner import Planner, PlannerConfig
+    from .presets import planner_preset
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda but no CUDA device is available")
+    model, spec = load_model(ckpt)
+    model.to(device)
+    settings = planner_preset(method, maze)
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return Planner(model, spec, PlannerConfig(method=method, **settings))
+
+
+def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {"guidance_scale": args.guidance_scale, "mc_samples": args.mc_samples, "horizon": args.horizon,
+            "replan_every": args.replan_every, "sampling_steps": args.sampling_steps, "controller": args.controller}
+
+
+def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
+    from .evaluate import EvalConfig, evaluate
+
+    _threads(args.threads)
+    if not Path(args.ckpt).exists():
+        raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
+    planner = build_planner(args.ckpt, args.method, args.maze, _planner_overrides(args), args.device)
+    if planner.spec.maze != args.maze:
+        raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
+    results = {}
+    for multi in ([False, True] if args.both else [args.multi]):
+        cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
+                         latency_batch=args.latency_batch, progress=not args.quiet)
+        results[cfg.env_id] = evaluate(planner, cfg, args.out, wandb=args.wandb)
+    return results
+
+
+# ----------------------------------------------------------------------------------------------- quickstart
+
+def cmd_quickstart(args: argparse.Namespace) -> dict[str, Any]:
+    """Small umaze dataset -> tiny DF model -> DF+MCG evaluation (own actions, and PD) with pictures."""
+    from dforce_datasets.maze2d import write_hdf5
+    from dforce_train import TrainConfig
+
+    from .evaluate import EvalConfig, evaluate
+    from .model import ModelSpec, train
+    from .planner import Planner, PlannerConfig
+    from .presets import DF_TOKENS, model_preset, planner_preset
+
+    _threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print(f"[1/3] generating a {args.data_steps}-step umaze dataset (D4RL waypoint walk, noisy actions)", file=sys.stderr)
+    data = make_dataset("umaze", args.data_steps, args.seed, noisy=True)
+    write_hdf5(out / "umaze.hdf5", data, attrs={"maze": "umaze", "seed": args.seed, "noisy": True})
+    t_data = time.perf_counter() - t0
+    print(f"[2/3] training a tiny DF transformer for {args.train_steps} steps", file=sys.stderr)
+    spec = ModelSpec(maze="umaze", kind="df", n_tokens=DF_TOKENS["umaze"], **model_preset("tiny"))
+    cfg = TrainConfig(lr=1e-3, weight_decay=1e-4, warmup_steps=200, max_steps=args.train_steps, ema_decay=0.99,
+                      ckpt_every=None, log_every=50, out_dir=str(out / "model"), seed=args.seed, device="cpu")
+    model, fit = train(data, spec, cfg, batch_size=64)
+    t_train = time.perf_counter() - t0 - t_data
+    print(f"[3/3] evaluating DF + Monte Carlo Guidance on {args.episodes} umaze episodes, executing the diffused "
+          "actions, then following the plans with the PD controller", file=sys.stderr)
+    result: dict[str, Any] = {}
+    for controller in ("actions", "pd"):
+        settings = planner_preset("df_mcg", "umaze")
+        if args.guidance_scale is not None:
+            settings["guidance_scale"] = args.guidance_scale
+        planner = Planner(model, spec, PlannerConfig(method="df_mcg", controller=controller, **settings))
+        summary = evaluate(planner, EvalConfig(maze="umaze", episodes=args.episodes, seed=args.seed, show=8,
+                                               latency_batch=1 if controller == "actions" else 0),
+                           out, wandb=args.wandb, tag=f"quickstart_{controller}")
+        summary.pop("model", None)
+        result[controller] = summary
+        print(f"  {controller}: score {summary['score']:.1f} ± {summary['score_sem']:.1f} (paper DF: "
+              f"{summary['paper_score']}), success {100 * summary['success_rate']:.0f}%, picture "
+              f"{summary.get('picture')}", file=sys.stderr)
+    result.update({"data_s": round(t_data, 1), "train_s": round(t_train, 1),
+                   "total_s": round(time.perf_counter() - t0, 1), "train_steps": fit.step,
+                   "final_loss": fit.metrics.get("loss"), "checkpoint": str(fit.checkpoint)})
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (sub-commands)."""
+    parser = argparse.ArgumentParser(prog="dforce-plan", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="generate a maze2d dataset (hdf5 or webdataset shards), or describe one")
+    data.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
+    data.add_argument("--steps", type=int, default=None, help="transitions (default D4RL's 1M / 2M / 4M)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--clean", action="store_true", help="no action noise (default: --noisy, like the released files)")
+    data.add_argument("--out", help="*.hdf5 file, or a directory for webdataset shards")
+    data.add_argument("--source", help="describe an existing dataset (hdf5, shards or a D4RL id) instead")
+    data.add_argument("--quiet", action="store_true")
+
+    tr = sub.add_parser("train", help="train a planning model (DF or the Diffuser-style baseline)")
+    tr.add_argument("--data", required=True, help="dataset: hdf5 file, shard directory or D4RL id")
+    tr.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
+    tr.add_argument("--kind", default="df", choices=["df", "diffuser"])
+    tr.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl)")
+    tr.add_argument("--size", default="tiny", choices=["tiny", "small", "paper"])
+    tr.add_argument("--d-model", dest="d_model", type=int)
+    tr.add_argument("--n-layers", dest="n_layers", type=int)
+    tr.add_argument("--n-heads", dest="n_heads", type=int)
+    tr.add_argument("--n-tokens", dest="n_tokens", type=int, help="plan tokens per window (default per maze)")
+    tr.add_argument("--random-horizon", action="store_true", help="also pad windows at a random horizon")
+    tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--batch-size", type=int, default=64)
+    tr.add_argument("--lr", type=float, default=1e-3)
+    tr.add_argument("--warmup", type=int, default=200)
+    tr.add_argument("--ema", type=float, default=0.99)
+    tr.add_argument("--ckpt-every", type=int, default=1000)
+    tr.add_argument("--log-every", type=int, default=50)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--threads", type=int, help="torch CPU threads")
+    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    tr.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("eval", help="evaluate a planner on seeded episodes")
+    ev.add_argument("--ckpt", required=True, help="checkpoint directory or training run directory")
+    ev.add_argument("--method", default="df_mcg", choices=METHODS)
+    ev.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
+    ev.add_argument("--multi", action="store_true", help="Multi2D: a random goal per episode")
+    ev.add_argument("--both", action="store_true", help="single-task and Multi2D")
+    ev.add_argument("--episodes", type=int, default=100)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", default="runs/eval")
+    ev.add_argument("--show", type=int, default=8, help="episodes drawn in the PNG")
+    ev.add_argument("--latency-batch", type=int, default=1, help="envs in the latency comparison (0 = skip)")
+    ev.add_argument("--guidance-scale", type=float)
+    ev.add_argument("--mc-samples", type=int)
+    ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
+    ev.add_argument("--replan-every", type=int)
+    ev.add_argument("--sampling-steps", type=int)
+    ev.add_argument("--controller", choices=["actions", "pd"])
+    ev.add_argument("--wandb", default="auto", choices=["auto", "off", "offline", "online"])
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--threads", type=int)
+    ev.add_argument("--quiet", action="store_true")
+
+    qs = sub.add_parser("quickstart", help="umaze end to end, small (about 10 minutes on 2 CPU cores)")
+    qs.add_argument("--out", default="runs/quickstart")
+    qs.add_argument("--data-steps", type=int, default=200_000)
+    qs.add_argument("--train-steps", type=int, default=3000)
+    qs.add_argument("--episodes", type=int, default=50, help="episodes per controller")
+    qs.add_argument("--seed", type=int, default=0)
+    qs.add_argument("--threads", type=int, default=2)
+    qs.add_argument("--guidance-scale", type=float, help="override the umaze df_mcg preset")
+    qs.add_argument("--wandb", default="auto", choices=["auto", "off", "offline", "online"])
+    return parser
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dforce-plan`` console script."""
-    print("dforce-plan: not implemented yet", file=sys.stderr)
-    return 2
+    """Entry point of the ``dforce-plan`` console script; prints the result as JSON on stdout."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = COMMANDS[args.command](args)
+    except (CliError, ValueError, FileNotFoundError) as exc:
+        print(f"dforce-plan: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

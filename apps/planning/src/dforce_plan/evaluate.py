@@ -1,0 +1,186 @@
+"""The evaluator: seeded episodes on VectorMaze2d, D4RL normalized score, success, time to goal, latency."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .planner import Planner
+
+PAPER_SCORES = {  # DF paper Table 1 ("Ours"), D4RL normalized x 100 (reference §6.1; scale caveat in §5.2)
+    ("umaze", False): 116.7, ("medium", False): 149.4, ("large", False): 159.0,
+    ("umaze", True): 119.1, ("medium", True): 152.3, ("large", True): 167.1,
+}
+
+
+@dataclass
+class EvalConfig:
+    """Which task, how many seeded episodes (all stepped together), what to draw and time."""
+
+    maze: str = "umaze"
+    multi: bool = False  # Multi2D: a random goal per episode
+    episodes: int = 100
+    seed: int = 0  # episode i is reset with seed + i
+    show: int = 8  # episodes drawn in the picture
+    latency_batch: int = 1  # envs per replan in the latency comparison (0 = skip it)
+    latency_repeats: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.maze not in ("umaze", "medium", "large"):
+            raise ValueError(f"maze must be umaze, medium or large, got {self.maze!r}")
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.show < 0 or self.latency_batch < 0 or self.latency_repeats < 1:
+            raise ValueError("show and latency_batch must be >= 0 and latency_repeats >= 1")
+
+    @property
+    def env_id(self) -> str:
+        """The registered gymnasium id of the task."""
+        return f"dforce/maze2d-{'multi-' if self.multi else ''}{self.maze}-v1"
+
+
+def _mean_sem(values: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return float("nan"), float("nan")
+    sem = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else float("nan")
+    return float(values.mean()), sem
+
+
+def measure_latency(planner: Planner, obs: np.ndarray, goals: np.ndarray, steps: int, repeats: int,
+                    seed: int = 0) -> dict[str, Any]:
+    """ms per replan of the planner as configured vs our reference path (unbatched MCG, no KV cache).
+
+    Both plan the same observations with the same seed, so their plans must agree (``max_abs_diff``).
+    """
+    ref_cfg = dataclasses.replace(planner.config, batched_mcg=False, use_cache=False)
+    reference = Planner(planner.model, planner.spec, ref_cfg)
+    out: dict[str, Any] = {"batch": int(obs.shape[0]), "steps": int(planner.horizon_steps(steps)),
+                           "mc_samples": planner.config.mc_samples if planner.config.method == "df_mcg" else 1}
+    plans = {}
+    for name, p in (("fast", planner), ("reference", reference)):
+        times = []
+        for _ in range(repeats):
+            plan = p.plan(obs, goals, steps, generator=torch.Generator(planner.device).manual_seed(seed))
+            times.append(plan.seconds)
+        plans[name] = plan
+        out[f"{name}_ms"] = 1000.0 * float(np.median(times))
+    out["speedup"] = out["reference_ms"] / max(out["fast_ms"], 1e-9)
+    out["max_abs_diff"] = float(np.abs(plans["fast"].positions - plans["reference"].positions).max())
+    return out
+
+
+def _logger(out_dir: Path, wandb: str, config: dict[str, Any]):
+    from dforce_train import make_logger
+
+    mode = wandb
+    if mode == "auto":
+        mode = "offline" if importlib.util.find_spec("wandb") is not None else "off"
+    if os.environ.get("WANDB_MODE") == "disabled":
+        mode = "off"
+    return make_logger(out_dir, wandb=False if mode == "off" else mode, project="dforce-plan",
+                       run_name=f"{config.get('method')}-{config.get('env_id')}", config=config)
+
+
+def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = None, *, wandb: str = "auto",
+             tag: str | None = None) -> dict[str, Any]:
+    """Run ``cfg.episodes`` seeded episodes; return (and, with ``out_dir``, log and draw) the summary."""
+    from dforce_datasets.maze2d import VectorMaze2d, get_task, normalized_score
+
+    task = get_task(cfg.env_id)
+    horizon = task.max_episode_steps
+    n = cfg.episodes
+    venv = VectorMaze2d(task.maze, n, multi_goal=cfg.multi, max_episode_steps=horizon)
+    obs, info = venv.reset(seed=cfg.seed)
+    goals = info["target"].copy()
+    starts = obs[:, :2].copy()
+    gen = torch.Generator(planner.device).manual_seed(cfg.seed)
+    show = min(cfg.show, n)
+    returns = np.zeros(n)
+    first_reach = np.full(n, -1, dtype=np.int64)
+    paths = [[obs[i, :2].copy()] for i in range(show)]
+    plan_paths: list[list[np.ndarray]] = [[] for _ in range(show)]
+    replan_s: list[float] = []
+    plan = None
+    t_start = time.perf_counter()
+    for t in tqdm(range(horizon), desc=f"eval {planner.config.method} {cfg.env_id}", disable=not cfg.progress,
+                  dynamic_ncols=True):
+        if planner.needs_replan(plan, t):
+            plan = planner.plan(obs, goals, horizon - t, t0=t, generator=gen)
+            replan_s.append(plan.seconds)
+            for i in range(show):
+                plan_paths[i].append(np.concatenate([obs[i : i + 1, :2], plan.positions[i]]))
+        obs, rewards, _, _, info = venv.step(planner.act(plan, obs, t))
+        returns += rewards
+        first_reach[(first_reach < 0) & info["success"]] = t + 1
+        for i in range(show):
+            paths[i].append(obs[i, :2].copy())
+    wall = time.perf_counter() - t_start
+
+    scores = np.array([100.0 * normalized_score(cfg.env_id, r) for r in returns])
+    success = first_reach >= 0
+    score, sem = _mean_sem(scores)
+    reach_mean, reach_sem = _mean_sem(first_reach[success]) if success.any() else (float("nan"), float("nan"))
+    summary: dict[str, Any] = {
+        "env_id": cfg.env_id, "method": planner.config.method, "controller": planner.config.controller,
+        "episodes": n, "seed": cfg.seed, "score": score, "score_sem": sem,
+        "paper_score": PAPER_SCORES[(cfg.maze, cfg.multi)],
+        "raw_return": float(returns.mean()), "success_rate": float(success.mean()),
+        "steps_to_goal": reach_mean, "steps_to_goal_sem": reach_sem,
+        "steps_to_goal_median": float(np.median(first_reach[success])) if success.any() else float("nan"),
+        "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
+        "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
+        "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),
+    }
+    if cfg.latency_batch > 0:
+        k = min(cfg.latency_batch, n)
+        obs0, _ = VectorMaze2d(task.maze, k, multi_goal=cfg.multi).reset(seed=cfg.seed)
+        summary["latency"] = measure_latency(planner, obs0, goals[:k], horizon, cfg.latency_repeats, cfg.seed)
+
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        pd = "_pd" if planner.config.controller == "pd" and planner.config.method != "diffuser" else ""
+        name = tag or f"{planner.config.method}{pd}_{'multi-' if cfg.multi else ''}{cfg.maze}"
+        with (out / f"{name}_episodes.jsonl").open("w", encoding="utf-8") as f:
+            for i in range(n):
+                f.write(json.dumps({"episode": i, "seed": cfg.seed + i, "return": float(returns[i]),
+                                    "score": float(scores[i]), "success": bool(success[i]),
+                                    "first_reach": int(first_reach[i]), "start": starts[i].tolist(),
+                                    "goal": goals[i].tolist()}) + "\n")
+        if show:
+            from dforce_datasets.maze2d import get_layout
+
+            from .plot import plot_episodes
+
+            titles = [f"ep {i}: score {scores[i]:.0f}" + (f", goal at {first_reach[i]}" if success[i] else ", missed")
+                      for i in range(show)]
+            png = plot_episodes(out / f"{name}.png", get_layout(task.maze), [np.array(p) for p in paths],
+                                plan_paths, goals[:show], titles,
+                                suptitle=f"{planner.config.method} on {cfg.env_id}: score {score:.1f} ± {sem:.1f}, "
+                                         f"success {100 * success.mean():.0f}%")
+            summary["picture"] = str(png)
+        logger = _logger(out, wandb, summary)
+        try:
+            flat = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            flat.update({f"latency_{k}": v for k, v in summary.get("latency", {}).items()})
+            logger.log(flat, 0)
+            if "picture" in summary:
+                logger.log_image("trajectories", summary["picture"], 0)
+        finally:
+            logger.close()
+        (out / f"{name}_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+

@@ -1,0 +1,192 @@
+"""The planning model and its training: a transformer over context + plan tokens, trained with dforce_train.
+
+``ModelSpec`` says what is trained: the Diffusion Forcing planner (causal, per-token ``diffusion_forcing``
+levels, reference §5.2) or the Diffuser-style baseline (non-causal, one ``full_sequence`` level per window).
+Both see ``1 + n_tokens`` tokens: the context token of the window's first observation, then the window's
+``(o_{t+1}, a_t)`` tokens stacked by ``frame_stack`` (``tokens.py``). Frames past the end of the data (and,
+with ``random_horizon``, past a random horizon) are padding, trained at full noise with 5% weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dforce_backbones import CausalTransformer, CausalTransformerConfig
+from dforce_core import DiffusionConfig, DiffusionLoss
+from dforce_train import EMA, StepContext, TrainConfig, Trainer, load_checkpoint, resolve_checkpoint
+
+from .tokens import FRAME_DIM, Normalizer, with_context
+
+KINDS = ("df", "diffuser")
+
+
+@dataclass
+class ModelSpec:
+    """Architecture, diffusion process and data geometry of a planning model (saved with the checkpoint)."""
+
+    maze: str = "umaze"  # normalisation constants (umaze | medium | large)
+    kind: str = "df"  # df: causal + diffusion_forcing levels; diffuser: non-causal + full_sequence levels
+    frame_stack: int = 10
+    n_tokens: int = 30  # plan tokens per training window (context excluded): the longest plan, in tokens
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_ratio: float = 4.0
+    objective: str = "pred_x0"  # reference §5.2 (both branches)
+    beta_schedule: str = "linear"  # reference §5.2 (both branches)
+    loss_weighting: str = "min_snr"
+    first_token_known_prob: float = 0.5  # DF: the context token is often nearly clean (reference §1.3)
+    random_horizon: bool = False  # also pad at a random horizon (flexible horizon; a causal model needs no such)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        Normalizer.for_maze(self.maze)
+        for name in ("frame_stack", "n_tokens", "d_model", "n_layers", "n_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+    @property
+    def causal(self) -> bool:
+        """The DF planner is causal (KV cache); the Diffuser-style baseline attends both ways."""
+        return self.kind == "df"
+
+    @property
+    def token_dim(self) -> int:
+        """Features of one token: frame_stack * (4 + 2)."""
+        return self.frame_stack * FRAME_DIM
+
+    @property
+    def window(self) -> int:
+        """Sequence length the model sees: context + n_tokens."""
+        return self.n_tokens + 1
+
+    def diffusion_config(self) -> DiffusionConfig:
+        """The per-token diffusion process and loss."""
+        return DiffusionConfig(
+            beta_schedule=self.beta_schedule,
+            objective=self.objective,
+            loss_weighting=self.loss_weighting,
+            frame_stack=self.frame_stack,
+            noise_level_mode="diffusion_forcing" if self.kind == "df" else "full_sequence",
+            first_token_known_prob=self.first_token_known_prob if self.kind == "df" else 0.0,
+        )
+
+    def build(self) -> CausalTransformer:
+        """A freshly initialised network."""
+        return CausalTransformer(CausalTransformerConfig(
+            token_shape=(self.token_dim,), d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+            mlp_ratio=self.mlp_ratio, window=self.window, causal=self.causal,
+            level_embed_dim=max(64, self.d_model)))
+
+    def normalizer(self) -> Normalizer:
+        """The observation / action normalisation of this model's maze."""
+        return Normalizer.for_maze(self.maze)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Inverse of ``to_dict``; unknown keys are an error."""
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown ModelSpec fields {sorted(unknown)}")
+        return cls(**data)
+
+
+def make_windows(dataset: dict[str, np.ndarray], spec: ModelSpec, seed: int = 0):
+    """``Maze2dWindows`` of the dataset for this spec (official normalisation, padding past the end)."""
+    from dforce_datasets.maze2d.windows import Maze2dWindows, WindowConfig
+
+    cfg = WindowConfig(n_tokens=spec.n_tokens, frame_stack=spec.frame_stack, random_horizon=spec.random_horizon,
+                       seed=seed)
+    key = spec.maze.removeprefix("multi-").removeprefix("eval-")
+    return Maze2dWindows(dataset, cfg, normalization=key)
+
+
+def collate(windows, indices: np.ndarray) -> dict[str, Tensor]:
+    """Stack the items ``indices`` of a Maze2dWindows into a batch dict of tensors."""
+    items = [windows[int(i)] for i in indices]
+    return {k: torch.stack([it[k] for it in items]) for k in ("start", "tokens", "valid")}
+
+
+def batch_stream(windows, batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict[str, Tensor]]:
+    """Endless batches; the batch of step s depends only on (seed, s), so resuming is exact."""
+    for step in itertools.count(start_step):
+        rng = np.random.default_rng([seed, step])
+        yield collate(windows, rng.integers(0, len(windows), size=batch_size))
+
+
+class PlanningLoss:
+    """``loss_fn(model, batch, ctx)`` for ``dforce_train.Trainer``: DF (or full-sequence) loss on context + plan."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.loss = DiffusionLoss(spec.diffusion_config())
+        self.normalizer = spec.normalizer()
+
+    def sequences(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(x0 (B, 1+T, D), valid (B, 1+T)): the context token prepended, the context always valid."""
+        x0 = with_context(batch["start"], batch["tokens"], self.spec.frame_stack, self.normalizer)
+        valid = torch.cat([torch.ones_like(batch["valid"][:, :1]), batch["valid"]], dim=1)
+        return x0, valid
+
+    def __call__(self, model, batch: dict[str, Tensor], ctx: StepContext):
+        x0, valid = self.sequences(batch)
+        out = self.loss(model, x0.to(ctx.device), valid=valid.to(ctx.device), generator=ctx.generator,
+                        shard=ctx.shard)
+        return out.loss, {"padding_frac": 1.0 - valid.float().mean()}
+
+
+def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, *, batch_size: int = 64,
+          logger=None, resume: str | None = None) -> tuple[CausalTransformer, Any]:
+    """Train a planning model with ``dforce_train.Trainer``; returns (model with EMA weights if any, summary)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    windows = make_windows(dataset, spec, seed=config.seed)
+    model = spec.build()
+    trainer = Trainer(model, PlanningLoss(spec), config, logger, model_config={"planning": spec.to_dict()})
+    try:
+        summary = trainer.fit(lambda start: batch_stream(windows, batch_size, config.seed, start), resume=resume)
+    finally:
+        trainer.close()
+    if trainer.ema is not None:
+        trainer.ema.copy_to(model)
+    model.eval()
+    return model, summary
+
+
+def load_model(path: str | Path, *, use_ema: bool = True) -> tuple[CausalTransformer, ModelSpec]:
+    """A trained planning model from a checkpoint directory (or a training ``out_dir``), in eval mode."""
+    try:
+        ckpt = resolve_checkpoint(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"no planning checkpoint at {path}: {err}") from None
+    state_file = ckpt / "state.json"
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        spec = ModelSpec.from_dict(state["model_config"]["planning"])
+    except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{ckpt} is not a dforce-plan checkpoint (no planning model_config: {err!r})") from None
+    model = spec.build()
+    ema = EMA(model, 0.999) if use_ema and (ckpt / "ema.safetensors").is_file() else None
+    load_checkpoint(ckpt, model=model, ema=ema)
+    if ema is not None:
+        ema.copy_to(model)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, spec

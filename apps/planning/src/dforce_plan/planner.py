@@ -1,0 +1,269 @@
+"""Planners: Diffusion Forcing with (Monte Carlo) goal guidance, and a Diffuser-style inpainting baseline.
+
+* ``df_mcg`` / ``df``: the causal DF model plans the remaining episode (flexible horizon: ceil(steps / fs)
+  tokens after the context token of the current observation) along a pyramid scheduling matrix, guided
+  toward the goal by ``dforce_sampling.MonteCarloGuidance`` (``df`` = one sample, i.e. plain reward
+  guidance: the paper's "w/o MCG"). The agent executes the first ``replan_every`` diffused actions and
+  replans (reference §3.2), or tracks the planned states with a PD controller (``controller="pd"``).
+* ``diffuser``: a non-causal model trained with full-sequence levels plans a fixed horizon once, with the
+  start (context token) and the goal (position, zero velocity, last frame) inpainted, and a PD controller
+  follows the plan (Diffuser's maze2d protocol).
+
+The reward (reference §3.2) is minus the summed xy distance of every planned frame inside the horizon to
+the goal, in world units, so any step can be the final one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dforce_core import per_token, q_sample
+from dforce_sampling import (
+    DiffusionForcingSampler,
+    MonteCarloGuidance,
+    RewardGuidance,
+    SamplerConfig,
+    draw_active_noise,
+    reward_view,
+    sample,
+)
+
+from .model import ModelSpec
+from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
+
+METHODS = ("df_mcg", "df", "diffuser")
+CONTROLLERS = ("actions", "pd")
+
+
+@dataclass
+class PlannerConfig:
+    """How to plan and act. ``horizon`` caps the planned steps (None: the rest of the episode)."""
+
+    method: str = "df_mcg"
+    guidance_scale: float = 1.0
+    mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
+    horizon: int | None = None
+    replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
+    sampling_steps: int = 10  # S, DDIM steps per token
+    stabilization_level: int = 10  # clean context shown at level 9 (reference §2.5, planning)
+    uncertainty_scale: float = 1.0  # pyramid slope
+    controller: str = "actions"  # actions: execute the diffused actions; pd: track the planned states
+    pd_gains: tuple[float, float] = (12.5, 1.2)  # a = kp (p_plan - p) + kd (v_plan - v) (main: maze controller)
+    use_cache: bool = True  # KV cache for the context (DF only)
+    batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if not float(self.guidance_scale) >= 0.0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
+            raise ValueError(f"mc_samples must be an int >= 1, got {self.mc_samples!r}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1 step or None (rest of the episode), got {self.horizon}")
+        if self.replan_every is not None and self.replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1 or None (plan once), got {self.replan_every}")
+        if self.sampling_steps < 1:
+            raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
+        self.pd_gains = tuple(float(g) for g in self.pd_gains)  # type: ignore[assignment]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        out = asdict(self)
+        out["pd_gains"] = list(self.pd_gains)
+        return out
+
+
+class GoalReward:
+    """R(x) = -sum over planned frames inside the horizon of ||p_t - g|| (world units), one value per row.
+
+    ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
+    a multiple of the number of goals (Monte Carlo replicas, row b*R + r belongs to goal b).
+    """
+
+    def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int) -> None:
+        self.goals = goals  # (B, 2) world
+        self.normalizer = normalizer
+        self.frame_stack = frame_stack
+        self.steps = steps
+
+    def __call__(self, x: Tensor) -> Tensor:
+        obs, _ = unpack(x[:, 1:], self.frame_stack)  # (N, H*fs, 4) normalised
+        pos = self.normalizer.unnorm_pos(obs[..., :2])  # (N, H*fs, 2) world
+        goals = self.goals.to(pos.dtype)
+        if pos.shape[0] != goals.shape[0]:
+            goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
+        dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
+        inside = (torch.arange(dist.shape[1], device=dist.device) < self.steps).to(dist.dtype)  # (H*fs,)
+        return -(dist * inside).sum(dim=-1)  # (N,)
+
+
+class LoopMonteCarloGuidance(MonteCarloGuidance):
+    """Our unbatched reference path of ``MonteCarloGuidance``: one model call per Monte Carlo sample.
+
+    It makes exactly the batched version's random draws (one (R*B)-row draw, row b*R + r for sample r of
+    sequence b), so both give the same guided predictions up to floating-point summation order.
+    """
+
+    def total_reward(self, sampler, model, x, pred_x0, from_levels, cond, *, cache, generator, context_noise,
+                     prefix):
+        b, r = x.shape[0], self.num_resampled
+        total = x.new_zeros(())
+        if self.include_prediction:
+            total = total + RewardGuidance.total_reward(
+                self, sampler, model, x, pred_x0, from_levels, cond,
+                cache=cache, generator=generator, context_noise=context_noise, prefix=prefix)
+        if r > 0:
+            levels_rep = from_levels.repeat_interleave(r, dim=0)  # (R*B, T)
+            eps_all = draw_active_noise(x.repeat_interleave(r, dim=0), levels_rep, sampler.config.clip_noise,
+                                        generator)  # (R*B, T, ...): the batched path's draws
+            eps_all = eps_all.reshape(b, r, *x.shape[1:])  # (B, R, T, ...)
+            noisy = per_token(from_levels >= 0, x)
+            for j in range(r):
+                renoised = q_sample(sampler.schedule, pred_x0, from_levels, eps_all[:, j])  # (B, T, ...)
+                x_r = torch.where(noisy, renoised, x)
+                x_in, k_net = sampler.model_inputs(x_r, from_levels, context_noise=context_noise, generator=generator)
+                out = model(x_in, k_net, cond, cache=cache, commit=0)  # (B, T, ...)
+                x0_r, _ = sampler.predict(out, x_in, k_net)
+                total = total + self.reward_fn(reward_view(x0_r, x, from_levels, prefix)).sum()
+        return total / self.num_samples
+
+
+class _Inpainted:
+    """Denoiser wrapper that replaces the x0 prediction of known entries (pred_x0 objective): start and goal."""
+
+    def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int) -> None:
+        self.model = model
+        self.context = context  # (B, 1, D) normalised context token
+        self.goal_frame = goal_frame  # (B, 4) normalised goal state (position, zero velocity)
+        self.offset = (frame_stack - 1) * (goal_frame.shape[-1] + 2)  # last frame of the last token
+
+    def __call__(self, x, noise_levels, cond=None, *, cache=None, commit=0):
+        out = self.model(x, noise_levels, cond).clone()  # (B, T, D)
+        out[:, :1] = self.context
+        out[:, -1, self.offset:self.offset + OBS_DIM] = self.goal_frame
+        return out
+
+    def new_cache(self, batch_size: int):
+        raise NotImplementedError("the inpainting wrapper is uncached")
+
+
+@dataclass
+class Plan:
+    """One plan for B envs, world units: positions/velocities o_{t+1..} and actions a_t, made at env step t0."""
+
+    positions: np.ndarray  # (B, L, 2)
+    velocities: np.ndarray  # (B, L, 2)
+    actions: np.ndarray  # (B, L, 2), not clipped
+    t0: int
+    seconds: float = 0.0
+    tokens: Tensor | None = field(default=None, repr=False)  # (B, 1 + H, D) normalised, context first
+
+    @property
+    def length(self) -> int:
+        """Planned steps L."""
+        return int(self.positions.shape[1])
+
+
+class Planner:
+    """Plans and acts for a batch of envs with a trained model (see the module docstring)."""
+
+    def __init__(self, model, spec: ModelSpec, config: PlannerConfig) -> None:
+        if config.method == "diffuser" and spec.kind != "diffuser":
+            raise ValueError("method 'diffuser' needs a model trained with --kind diffuser (non-causal, full-sequence)")
+        if config.method in ("df_mcg", "df") and spec.kind != "df":
+            raise ValueError(f"method {config.method!r} needs a Diffusion Forcing model (--kind df), got {spec.kind!r}")
+        if config.method == "diffuser" and spec.objective != "pred_x0":
+            raise ValueError("the inpainting baseline needs a pred_x0 model")
+        self.model = model
+        self.spec = spec
+        self.config = config
+        self.normalizer = spec.normalizer()
+        dcfg = spec.diffusion_config()
+        self.sampler = DiffusionForcingSampler(dcfg.build_schedule(), SamplerConfig(
+            num_sampling_steps=config.sampling_steps, eta=0.0, stabilization_level=config.stabilization_level,
+            clip_noise=dcfg.clip_noise, objective=dcfg.objective))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def horizon_steps(self, steps_left: int) -> int:
+        """Steps the next plan covers: min(steps left, config horizon, model window) (flexible horizon)."""
+        cap = self.spec.n_tokens * self.spec.frame_stack
+        if self.config.method == "diffuser":
+            return cap
+        h = min(int(steps_left), cap)
+        return h if self.config.horizon is None else min(h, self.config.horizon)
+
+    def guidance(self, goals: Tensor, steps: int):
+        """The guidance of a DF plan (None when the scale is 0)."""
+        c = self.config
+        if c.method == "diffuser" or c.guidance_scale == 0:
+            return None
+        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps)
+        mc = c.mc_samples if c.method == "df_mcg" else 1
+        cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
+        return cls(reward, c.guidance_scale, num_samples=mc)
+
+    def plan(self, obs: np.ndarray, goals: np.ndarray, steps_left: int, t0: int = 0,
+             generator: torch.Generator | None = None) -> Plan:
+        """A plan for observations (B, 4) and goals (B, 2), world units, with ``steps_left`` in the episode."""
+        obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
+        goals_t = torch.as_tensor(np.asarray(goals), dtype=torch.float32, device=self.device)
+        if obs_t.dim() != 2 or obs_t.shape[1] != OBS_DIM or goals_t.shape != (obs_t.shape[0], 2):
+            raise ValueError(f"plan expects obs (B, 4) and goals (B, 2), got {tuple(obs_t.shape)}, {tuple(goals_t.shape)}")
+        fs = self.spec.frame_stack
+        ctx = context_token(self.normalizer.norm_obs(obs_t), fs, self.normalizer)  # (B, 1, D)
+        steps = self.horizon_steps(steps_left)
+        h = n_plan_tokens(steps, fs)
+        start = time.perf_counter()
+        if self.config.method == "diffuser":
+            goal_state = torch.cat([self.normalizer.norm_pos(goals_t),
+                                    self.normalizer.norm_obs(torch.zeros_like(obs_t))[:, 2:]], dim=-1)  # (B, 4)
+            x = sample(_Inpainted(self.model, ctx, goal_state, fs), self.sampler, n_tokens=1 + h,
+                       token_shape=(self.spec.token_dim,), batch_size=obs_t.shape[0], chunk_size=None,
+                       scheduling="full_sequence", generator=generator, device=self.device)
+        else:
+            x = sample(self.model, self.sampler, n_tokens=1 + h, context=ctx, chunk_size=None, scheduling="pyramid",
+                       uncertainty_scale=self.config.uncertainty_scale, guidance=self.guidance(goals_t, steps),
+                       use_cache=self.config.use_cache, generator=generator)
+        seconds = time.perf_counter() - start
+        obs_n, act_n = unpack(x[:, 1:].detach(), fs)  # (B, h*fs, 4), (B, h*fs, 2)
+        world = self.normalizer.unnorm_obs(obs_n)
+        return Plan(positions=world[..., :2].cpu().numpy().astype(np.float64),
+                    velocities=world[..., 2:].cpu().numpy().astype(np.float64),
+                    actions=self.normalizer.unnorm_act(act_n).cpu().numpy().astype(np.float64),
+                    t0=t0, seconds=seconds, tokens=x.detach())
+
+    def act(self, plan: Plan, obs: np.ndarray, t: int) -> np.ndarray:
+        """Actions (B, 2) in [-1, 1] at env step t: the plan's own action, or PD tracking of its state."""
+        k = t - plan.t0
+        if k < 0:
+            raise ValueError(f"step {t} is before the plan's start {plan.t0}")
+        if self.config.controller == "actions" and k < plan.length:
+            return np.clip(plan.actions[:, k], -1.0, 1.0)
+        kp, kd = self.config.pd_gains
+        if k < plan.length:
+            p_ref, v_ref = plan.positions[:, k], plan.velocities[:, k]
+        else:  # past the end of the plan: hold the last planned position (Diffuser)
+            p_ref, v_ref = plan.positions[:, -1], np.zeros_like(plan.velocities[:, -1])
+        a = kp * (p_ref - obs[:, :2]) + kd * (v_ref - obs[:, 2:])
+        return np.clip(a, -1.0, 1.0)
+
+    def needs_replan(self, plan: Plan | None, t: int) -> bool:
+        """Whether to plan at env step t."""
+        if plan is None:
+            return True
+        every = self.config.replan_every
+        if every is None:
+            return False
+        return t - plan.t0 >= every or (self.config.controller == "actions" and t - plan.t0 >= plan.length)

@@ -1,0 +1,67 @@
+"""Documented presets per maze: model sizes and geometry, training budgets and planner settings.
+
+Planner presets (``PLANNER_PRESETS[method][maze]``):
+
+* ``horizon``: the most steps one plan covers. ``None`` = the rest of the episode (flexible horizon: the
+  paper's setting). The Diffuser-style baseline plans the fixed horizon of its model instead
+  (``DIFFUSER_TOKENS`` tokens of ``frame_stack`` steps, i.e. Diffuser's 128 / 256 / 384 rounded up to 10s).
+* ``guidance_scale``: the scale of ``dforce_sampling.MonteCarloGuidance`` (classifier-guidance form,
+  eps' = eps - scale sqrt(1 - a') grad R, with R the summed world-unit distance to the goal); the paper's
+  code uses a different (gradient-ascent) form, so its 8-12 do not carry over.
+* ``mc_samples``: Monte Carlo samples per token (``df`` uses 1: the paper's "w/o MCG").
+* ``replan_every``: env steps executed per plan (the paper: 10 diffused actions); ``sampling_steps`` S.
+
+The guidance scales were chosen on umaze (README, "how the presets were chosen"): 1.0 for ``df_mcg`` and 0.3
+for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. Medium and large reuse them untuned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAZES = ("umaze", "medium", "large")
+EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}
+DF_TOKENS = {"umaze": 30, "medium": 60, "large": 80}  # plans of the whole episode (fs = 10)
+DIFFUSER_TOKENS = {"umaze": 13, "medium": 26, "large": 39}  # Diffuser's horizons 128 / 256 / 384, rounded up
+
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"d_model": 64, "n_layers": 3, "n_heads": 4},  # quickstart / CPU
+    "small": {"d_model": 128, "n_layers": 4, "n_heads": 4},
+    "paper": {"d_model": 128, "n_layers": 12, "n_heads": 4},  # main: planning transformer size (reference §4.2)
+}
+
+_DF = {"horizon": None, "replan_every": 10, "sampling_steps": 10, "mc_samples": 4}
+PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "df_mcg": {
+        "umaze": {**_DF, "guidance_scale": 1.0},
+        "medium": {**_DF, "guidance_scale": 1.0},
+        "large": {**_DF, "guidance_scale": 1.0},
+    },
+    "df": {
+        "umaze": {**_DF, "mc_samples": 1, "guidance_scale": 0.3},
+        "medium": {**_DF, "mc_samples": 1, "guidance_scale": 0.3},
+        "large": {**_DF, "mc_samples": 1, "guidance_scale": 0.3},
+    },
+    "diffuser": {
+        maze: {"horizon": None, "replan_every": None, "sampling_steps": 20, "mc_samples": 1,
+               "guidance_scale": 0.0, "controller": "pd"}
+        for maze in MAZES
+    },
+}
+
+
+def planner_preset(method: str, maze: str) -> dict[str, Any]:
+    """The preset planner settings (a copy) of ``method`` on ``maze`` (Multi2D uses its maze's)."""
+    maze = maze.removeprefix("multi-")
+    if method not in PLANNER_PRESETS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(PLANNER_PRESETS)}")
+    if maze not in MAZES:
+        raise ValueError(f"unknown maze {maze!r}; choose one of {MAZES}")
+    return dict(PLANNER_PRESETS[method][maze])
+
+
+def model_preset(size: str) -> dict[str, Any]:
+    """Network size preset (tiny | small | paper)."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+    return dict(MODEL_SIZES[size])

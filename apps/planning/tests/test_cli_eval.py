@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dforce_plan.cli import main
+from dforce_plan.evaluate import EvalConfig, evaluate
+from dforce_plan.planner import Planner, PlannerConfig
+from dforce_train import read_jsonl
+
+
+def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
+    model, spec = make_model()
+    planner = Planner(model, spec, PlannerConfig(mc_samples=2, guidance_scale=0.5, sampling_steps=2, horizon=20,
+                                                 replan_every=50))
+    summary = evaluate(planner, EvalConfig(maze="umaze", episodes=3, seed=5, show=2, latency_batch=1,
+                                           latency_repeats=1, progress=False), tmp_path, wandb="off")
+    assert summary["episodes"] == 3 and summary["replans"] == 15  # 300 steps; a 20-step plan runs out before 50
+    assert 0.0 <= summary["success_rate"] <= 1.0
+    assert summary["paper_score"] == 116.7
+    png = tmp_path / "df_mcg_umaze.png"
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    episodes = [json.loads(line) for line in (tmp_path / "df_mcg_umaze_episodes.jsonl").read_text().splitlines()]
+    assert [e["seed"] for e in episodes] == [5, 6, 7]
+    scores = np.array([e["score"] for e in episodes])
+    assert np.isclose(scores.mean(), summary["score"])
+    returns = np.array([e["return"] for e in episodes])
+    assert np.allclose(scores, 100 * (returns - 23.85) / (161.86 - 23.85))
+    logged = read_jsonl(tmp_path / "metrics.jsonl")
+    assert logged[0]["score"] == pytest.approx(summary["score"])
+    assert logged[0]["latency_fast_ms"] > 0 and logged[0]["latency_reference_ms"] > 0
+    assert summary["latency"]["max_abs_diff"] < 1e-3  # fast and reference paths plan the same
+    assert any(r.get("image") == "trajectories" for r in logged)
+
+
+def test_multi2d_draws_a_goal_per_episode(tmp_path, make_model):
+    model, spec = make_model()
+    planner = Planner(model, spec, PlannerConfig(guidance_scale=0.0, sampling_steps=1, horizon=10, replan_every=100))
+    summary = evaluate(planner, EvalConfig(maze="umaze", multi=True, episodes=2, show=0, latency_batch=0,
+                                           progress=False), tmp_path, wandb="off")
+    goals = [json.loads(line)["goal"] for line in (tmp_path / "df_mcg_multi-umaze_episodes.jsonl").read_text().splitlines()]
+    assert summary["env_id"] == "dforce/maze2d-multi-umaze-v1" and goals[0] != goals[1]
+
+
+def test_cli_data_train_eval_round_trip(tmp_path, capsys):
+    data = tmp_path / "u.hdf5"
+    assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3000
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "3", "--n-tokens", "3", "--d-model", "16",
+                 "--n-layers", "1", "--n-heads", "2", "--threads", "1", "--quiet", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 3
+    out = tmp_path / "eval"
+    assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
+                 "--mc-samples", "2", "--show", "1", "--latency-batch", "0", "--out", str(out), "--wandb", "off",
+                 "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dforce/maze2d-umaze-v1"]["episodes"] == 2 and (out / "df_mcg_umaze.png").is_file()
+    # a DF checkpoint cannot run the Diffuser-style method, and the maze must match
+    assert main(["eval", "--ckpt", str(run), "--method", "diffuser", "--episodes", "1", "--quiet"]) == 2
+    assert "needs a model trained with --kind diffuser" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(run), "--maze", "large", "--episodes", "1", "--quiet"]) == 2
+    assert "trained on umaze" in capsys.readouterr().err
+
+
+def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
+    shards = tmp_path / "shards"
+    assert main(["data", "--steps", "2500", "--seed", "3", "--out", str(shards), "--quiet"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    assert any(shards.glob("*.tar"))
+    assert main(["data", "--source", str(shards)]) == 0
+    read = json.loads(capsys.readouterr().out)
+    assert read["steps"] == written["steps"] == 2500 and read["obs_mean"] == written["obs_mean"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--ckpt", "/nonexistent/run"], "does not exist"),
+    (["train", "--data", "/nonexistent/u.hdf5", "--out", "/tmp/x"], "does not exist"),
+    (["train", "--data", "maze2d-umaze-v1", "--out", "/tmp/x"], "no local file"),
+    (["data"], "give --out"),
+    (["data", "--source", "/nonexistent/x.hdf5"], "does not exist"),
+    (["eval", "--ckpt", "/tmp", "--episodes", "1"], "not a dforce-plan checkpoint|no planning checkpoint"),
+])
+def test_cli_error_paths(argv, message, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dforce-plan: error:")
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_cli_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--ckpt", "x", "--method", "nope"])
+    assert main(["eval", "--ckpt", "/tmp", "--threads", "0"]) == 2
+    torch.set_num_threads(1)

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from dforce_core import DiffusionLoss
+from dforce_plan.model import ModelSpec, PlanningLoss, collate, make_windows
+from dforce_plan.tokens import Normalizer, context_token, horizon_valid, n_plan_tokens, pack, unpack
+
+
+def test_pack_unpack_round_trip_and_layout():
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(3, 40, 4, generator=g), torch.randn(3, 40, 2, generator=g)
+    tokens = pack(obs, act, 10)
+    assert tokens.shape == (3, 4, 60)
+    # frame j of token i sits at channels [6j, 6j + 6): obs then action
+    assert torch.equal(tokens[1, 2, 18:22], obs[1, 23])
+    assert torch.equal(tokens[1, 2, 22:24], act[1, 23])
+    o2, a2 = unpack(tokens, 10)
+    assert torch.equal(o2, obs) and torch.equal(a2, act)
+    with pytest.raises(ValueError, match="unpack expects"):
+        unpack(tokens[..., :59], 10)
+
+
+def test_normalizer_round_trip_and_unknown_maze():
+    n = Normalizer.for_maze("multi-medium")
+    x = torch.tensor([[3.0, 4.0, 0.5, -0.5]])
+    assert torch.allclose(n.unnorm_obs(n.norm_obs(x)), x, atol=1e-6)
+    assert torch.allclose(n.norm_pos(x[:, :2]), n.norm_obs(x)[:, :2])
+    with pytest.raises(ValueError, match="no normalisation"):
+        Normalizer.for_maze("open")
+
+
+def test_windows_match_pack_of_the_raw_walk(small_data):
+    spec = ModelSpec(n_tokens=3, frame_stack=10, d_model=16, n_layers=1, n_heads=2)
+    windows = make_windows(small_data, spec)
+    norm = spec.normalizer()
+    item = windows[100]
+    obs = torch.as_tensor(small_data["observations"], dtype=torch.float32)
+    act = torch.as_tensor(small_data["actions"], dtype=torch.float32)
+    want = pack(norm.norm_obs(obs[101:131])[None], norm.norm_act(act[100:130])[None], 10)[0]
+    assert torch.allclose(item["tokens"], want, atol=1e-5)
+    assert torch.allclose(item["start"], norm.norm_obs(obs[100]), atol=1e-5)
+    ctx = context_token(item["start"][None], 10, norm)[0, 0]
+    assert torch.allclose(ctx[:4], item["start"]) and torch.allclose(ctx[54:58], item["start"])
+    assert torch.allclose(norm.unnorm_act(ctx[4:6]), torch.zeros(2), atol=1e-6)
+
+
+def test_flexible_horizon_padding_is_trained_at_full_noise(small_data):
+    spec = ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2)
+    windows = make_windows(small_data, spec)
+    last = len(windows) - 1  # the window that runs off the end of the data
+    batch = collate(windows, np.array([0, last]))
+    assert batch["valid"][0].all() and not batch["valid"][1].all()
+    loss = PlanningLoss(spec)
+    x0, valid = loss.sequences(batch)
+    assert x0.shape == (2, 5, 60) and valid[:, 0].all()  # context always valid
+    assert torch.equal(valid[:, 1:], batch["valid"])
+    seen = {}
+
+    def model(x, levels, cond=None):
+        seen["levels"] = levels
+        return torch.zeros_like(x)
+
+    out = DiffusionLoss(spec.diffusion_config())(model, x0, valid=valid, generator=torch.Generator().manual_seed(0))
+    k = spec.diffusion_config().num_steps - 1
+    assert (seen["levels"][~valid] == k).all()
+    assert (out.weights[~valid] < out.weights[valid].min()).all()  # 5% weight on padding
+    # the planner's horizon mask agrees with ceil(steps / fs) tokens
+    assert n_plan_tokens(31, 10) == 4
+    assert horizon_valid(torch.tensor([31, 10]), 5, 10).tolist() == [[True] * 4 + [False], [True] + [False] * 4]
