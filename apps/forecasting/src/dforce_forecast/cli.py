@@ -34,24 +34,25 @@ def data_info(dataset: str, *, data_dir: str | None = None, cache_dir: str | Non
     }
 
 
+def _add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """--dataset / --data-dir / --cache-dir / --no-download, shared by the sub-commands."""
+    parser.add_argument("--dataset", required=True,
+                        help=f"registered name ({', '.join(DATASETS)}) or a GluonTS dataset directory / .tar.gz")
+    parser.add_argument("--data-dir", help="directory holding <name>/ or <name>.tar.gz (no download then)")
+    parser.add_argument("--cache-dir", help="download/extraction cache (default $DFORCE_DATA_DIR or ~/.cache/dforce)")
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (sub-commands)."""
     parser = argparse.ArgumentParser(prog="dforce-forecast", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is read, extracted, downloaded")
     sub = parser.add_subparsers(dest="command", required=True)
     data = sub.add_parser("data", help="load a dataset and print its description as JSON")
-    data.add_argument("--dataset", required=True,
-                      help=f"registered name ({', '.join(DATASETS)}) or a GluonTS dataset directory / .tar.gz")
-    data.add_argument("--data-dir", help="directory holding <name>/ or <name>.tar.gz (no download then)")
-    data.add_argument("--cache-dir", help="download/extraction cache (default $DFORCE_DATA_DIR or ~/.cache/dforce)")
-    data.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    _add_dataset_args(data)
 
     run = sub.add_parser("run", help="train and score methods x seeds on the test windows; results JSON + plots")
-    run.add_argument("--dataset", required=True,
-                     help=f"registered name ({', '.join(DATASETS)}) or a GluonTS dataset directory / .tar.gz")
-    run.add_argument("--data-dir", help="directory holding <name>/ or <name>.tar.gz (no download then)")
-    run.add_argument("--cache-dir", help="download/extraction cache (default $DFORCE_DATA_DIR or ~/.cache/dforce)")
-    run.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    _add_dataset_args(run)
     run.add_argument("--methods", default="df,tf,naive", help=f"comma list of {', '.join(METHODS)} (default all)")
     run.add_argument("--seeds", type=int, default=1, help="number of seeds (default 1; the paper reports 5)")
     run.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")

@@ -32,6 +32,7 @@ def plot_episodes(path: str | Path, layout, executed: Sequence[np.ndarray], plan
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
 
     n = len(executed)
     cols = min(4, n)
@@ -50,8 +51,7 @@ def plot_episodes(path: str | Path, layout, executed: Sequence[np.ndarray], plan
         ax.plot(e[:, 1], e[:, 0], color="black", lw=1.4)
         ax.plot(e[0, 1], e[0, 0], "o", color="tab:blue", ms=6)
         ax.plot(goals[i, 1], goals[i, 0], "*", color="tab:red", ms=14)
-        ax.add_patch(__import__("matplotlib").patches.Circle((goals[i, 1], goals[i, 0]), 0.5, fill=False,
-                                                               color="tab:red", lw=0.8, ls="--"))
+        ax.add_patch(Circle((goals[i, 1], goals[i, 0]), 0.5, fill=False, color="tab:red", lw=0.8, ls="--"))
         ax.set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
