@@ -49,18 +49,22 @@ def test_stability_contract(tmp_path, capsys):
 def test_stability_task_helpers():
     bench = _load("stability")
     g = torch.Generator().manual_seed(0)
-    pos = bench.simulate(5, 7, g)
-    assert pos.shape == (5, 7, 2) and pos.min() >= -1 and pos.max() < 1
+    pos, (last, vel) = bench.simulate(200, 50, g)
+    assert pos.shape == (200, 50, 2) and pos.min() >= -1 and pos.max() < 1  # positions wrap around the torus
+    assert torch.equal(last, pos[:, -1]) and vel.shape == (200, 2)
     steps = torch.remainder(pos[:, 1:] - pos[:, :-1] + 1, 2) - 1
-    assert steps.abs().max() <= bench.VMAX + 1e-6  # speed is clipped
-    frames = bench.render(pos)
-    assert frames.shape == (5, 7, 64) and frames.min() >= -1 and frames.max() <= 1
-    # clean renders are on the manifold, noise is far from it
-    assert bench.manifold_error(frames) < 0.05
-    assert bench.manifold_error(torch.rand(50, 64) * 2 - 1) > 0.3
-    est = bench.estimate_position(frames)
-    err = torch.remainder(est - pos + 1, 2) - 1
-    assert err.abs().max() < 0.05
+    assert 0.7 * bench.VSTD < steps.std() < 1.3 * bench.VSTD  # the stationary velocity scale
+    more, _ = bench.simulate(200, 3, g, (last, vel))  # continuing from a state keeps the walk going
+    assert (torch.remainder(more[:, 0] - last + 1, 2) - 1).abs().max() <= 2 * vel.abs().max() + 1e-6
+    tokens = bench.embed(pos)
+    assert tokens.shape == (200, 50, 4 * len(bench.HARMONICS)) and tokens.abs().max() <= 1
+    err = torch.remainder(bench.decode(tokens) - pos + 1, 2) - 1
+    assert err.abs().max() < 1e-5  # the first harmonic decodes the position
+    assert bench.off_manifold(tokens).max() < 1e-5 < 0.1 < bench.off_manifold(0.8 * tokens).min()
+    feats = bench.features(tokens)
+    assert feats.shape == (200, 49, tokens.shape[-1] + 2)
+    assert torch.allclose(feats[..., -2:], steps * bench.VSCALE, atol=1e-4)
     a = torch.randn(4000, 3, generator=g)
     assert bench.frechet_distance(a, torch.randn(4000, 3, generator=g)) < 0.02
     assert bench.frechet_distance(a, a + 1.0) == pytest.approx(3.0, rel=0.02)  # mean shift of 1 in 3 dims
+    assert bench.sliced_wasserstein(a, a) < 1e-9 < bench.sliced_wasserstein(a, a + 1.0)
