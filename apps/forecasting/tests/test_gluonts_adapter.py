@@ -92,3 +92,47 @@ def test_short_entries_and_bad_settings_are_refused(trained):
         DForceEstimator("fortnightly", 7)
     with pytest.raises(ValueError, match="empty"):
         DForceEstimator("D", P, config=ForecastConfig(**TINY)).train([])
+
+
+def test_univariate_entries_on_a_multiple_frequency_grid_are_aligned_by_steps():
+    from dforce_forecast.gluonts_adapter import _grouped
+
+    a = {"start": pd.Period("2014-01-01 00:00", freq="30min"), "target": np.arange(4.0)}
+    b = {"start": pd.Period("2014-01-01 00:30", freq="30min"), "target": 10 + np.arange(4.0)}
+    values, start = _grouped([a, b], "30min")
+    assert values.shape == (5, 2)
+    np.testing.assert_array_equal(values[:, 0], [0, 1, 2, 3, np.nan])
+    np.testing.assert_array_equal(values[:, 1], [np.nan, 10, 11, 12, 13])
+    off = {"start": pd.Period("2014-01-01 00:10", freq="10min"), "target": np.arange(3.0)}
+    with pytest.raises(ValueError, match="grid"):
+        _grouped([a, off], "30min")
+
+
+def test_predictor_explains_ungrouped_entries_and_estimator_warns_on_validation_data(trained):
+    _, _, predictor = trained
+    univariate = [{"start": pd.Period("2014-01-01", freq="D"), "target": np.ones(200)}]
+    with pytest.raises(ValueError, match="MultivariateGrouper"):
+        list(predictor.predict(univariate))
+    with pytest.raises(ValueError, match="val_windows"):
+        DForceEstimator("D", P, val_windows=0)
+
+
+def test_one_calendar_serves_every_window_and_missing_last_values_are_forward_filled(trained):
+    values, _, predictor = trained
+    fc = predictor.forecaster
+    need = fc.history_length
+    hist = np.stack([values[N_TRAIN - need:N_TRAIN]] * 2)  # (2, need, D): the same window twice
+    tf = fc.time_features(np.datetime64("2014-01-01", "m") + (N_TRAIN - need) * np.timedelta64(1440, "m"), need + P)
+    two_d = fc.sample(hist, time_features=tf, num_samples=5, seed=3)
+    three_d = fc.sample(hist, time_features=np.stack([tf, tf]), num_samples=5, seed=3)
+    np.testing.assert_array_equal(two_d, three_d)
+
+    from dforce_forecast.data import TargetTransform, last_observed
+
+    raw = np.array([[[1.0, 5.0], [2.0, np.nan], [np.nan, np.nan]]])  # (1, R=3, D=2)
+    delta = TargetTransform.fit("delta", np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 3.0]]))
+    np.testing.assert_array_equal(last_observed(raw, delta), [[2.0, 5.0]])
+    empty = np.full((1, 2, 2), np.nan)
+    level = TargetTransform.fit("level", np.array([[1.0, 2.0], [3.0, 6.0]]))
+    np.testing.assert_array_equal(last_observed(empty, level), [[2.0, 4.0]])
+    np.testing.assert_array_equal(last_observed(empty, delta), [[0.0, 0.0]])

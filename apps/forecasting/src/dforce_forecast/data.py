@@ -63,6 +63,18 @@ class TargetTransform:
         return raw
 
 
+def last_observed(raw_hist: np.ndarray, transform: TargetTransform) -> np.ndarray:
+    """(N, D) last non-missing value of each series in raw histories (N, R, D): the anchor of a ``delta``
+    forecast. A series with no observed value in the window falls back to the training mean for ``level`` and
+    to 0 for ``delta``, whose normaliser only knows the changes."""
+    raw_hist = np.asarray(raw_hist, dtype=np.float64)
+    observed = ~np.isnan(raw_hist)  # (N, R, D)
+    idx = np.where(observed, np.arange(raw_hist.shape[1])[None, :, None], -1).max(axis=1)  # (N, D) last valid row
+    last = np.take_along_axis(raw_hist, np.maximum(idx, 0)[:, None, :], axis=1)[:, 0]  # (N, D)
+    fallback = transform.normalizer.mean if transform.kind == "level" else 0.0
+    return np.where(idx >= 0, last, fallback)
+
+
 @dataclass(frozen=True)
 class ForecastWindows:
     """N forecast problems: model-space history, calendar features, raw truth and raw last value."""
@@ -110,9 +122,7 @@ def windows_at(raw: np.ndarray, features: np.ndarray, ends: np.ndarray, spec: Wi
     h_rows = ends[:, None] + np.arange(-(spec.max_lag + spec.context_length), p)  # (N, max_lag + C + P)
     tf = features[h_rows].astype(np.float32)
     truth = raw[ends[:, None] + np.arange(p)] if with_truth else None  # (N, P, D)
-    last = raw[ends - 1]  # (N, D)
-    last = np.where(np.isnan(last), transform.normalizer.mean if transform.kind == "level" else 0.0, last)
-    return ForecastWindows(history, tf, truth, last, raw_hist)
+    return ForecastWindows(history, tf, truth, last_observed(raw_hist, transform), raw_hist)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dforce_core import NoiseSchedule
 from dforce_datasets.timeseries import MultivariateData, WindowSpec, fourier_time_features, parse_freq, period_times
 from dforce_datasets.timeseries.calendar import to_ordinal
 from dforce_forecast.config import NOISE_MODES, ForecastConfig
-from dforce_forecast.data import ForecastWindows, PreparedData, TargetTransform, prepare
+from dforce_forecast.data import ForecastWindows, PreparedData, TargetTransform, last_observed, prepare
 from dforce_forecast.metrics import crps_sum
 from dforce_forecast.model import ForecastDenoiser, build_model
 from dforce_forecast.sampling import sample_paths
@@ -165,16 +165,13 @@ class Forecaster:
             tf = np.stack([self.time_features(s, t + p) for s in starts])
         else:
             tf = np.asarray(time_features, dtype=np.float32)
-            tf = tf[None] if tf.ndim == 2 else tf
+            tf = np.broadcast_to(tf, (n, *tf.shape)) if tf.ndim == 2 else tf  # one calendar for every window
             if tf.shape[:2] != (n, t + p):
                 raise ValueError(f"time_features must be (N, T + P, 2F) = ({n}, {t + p}, 2F), got {tf.shape}")
         raw = hist[:, t - need:]
         model_hist = self.transform.forward(raw)
-        last = raw[:, -1]
-        last = np.where(np.isnan(last), self.transform.normalizer.mean if self.transform.kind == "level" else 0.0,
-                        last)
         windows = ForecastWindows(model_hist, np.ascontiguousarray(tf[:, t - need + self.transform.extra_rows:]),
-                                  None, last, raw)
+                                  None, last_observed(raw, self.transform), raw)
         out = self.sample_windows(windows, num_samples=num_samples, seed=seed)
         return out[0] if single else out
 

@@ -18,6 +18,7 @@ univariate series on one time grid, which the estimator groups itself.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -68,12 +69,16 @@ def _grouped(dataset: Iterable[dict], freq: str) -> tuple[np.ndarray, int]:
     if any(c.shape[1] != 1 for c in columns):
         raise ValueError("give either one multivariate entry (target (D, T)) or several univariate entries; "
                          "group multivariate data with gluonts' MultivariateGrouper first")
+    m = parse_freq(freq).multiple  # ordinals count base units (minutes for "30min"); rows count steps
     starts = np.array([int(to_ordinal(_start_time(e["start"]), freq)) for e in entries])
-    ends = starts + np.array([c.shape[0] for c in columns])
-    lo, hi = int(starts.min()), int(ends.max())
-    values = np.full((hi - lo, len(columns)), np.nan)
-    for j, (s, c) in enumerate(zip(starts, columns, strict=True)):
-        values[s - lo:s - lo + c.shape[0], j] = c[:, 0]
+    lo = int(starts.min())
+    if ((starts - lo) % m).any():
+        raise ValueError(f"the training series do not start on one {freq} grid")
+    first_row = (starts - lo) // m
+    rows = int((first_row + np.array([c.shape[0] for c in columns])).max())
+    values = np.full((rows, len(columns)), np.nan)
+    for j, (r, c) in enumerate(zip(first_row, columns, strict=True)):
+        values[r:r + c.shape[0], j] = c[:, 0]
     return values, lo
 
 
@@ -113,6 +118,10 @@ class DForcePredictor(Predictor):
         calls = 0
         for i, entry in enumerate(dataset):
             values = _entry_matrix(entry, f"entry {i}")
+            if values.shape[1] != self.forecaster.model.target_dim:
+                raise ValueError(f"entry {i} has {values.shape[1]} series, the model forecasts "
+                                 f"{self.forecaster.model.target_dim} jointly: group the entries with gluonts' "
+                                 "MultivariateGrouper (one entry per forecast date, target (D, T))")
             if values.shape[0] < need:
                 raise ValueError(f"entry {i} has {values.shape[0]} steps; the model needs at least {need} "
                                  f"(max lag + context)")
@@ -129,7 +138,7 @@ class DForceEstimator(Estimator):
     dataset and returns a :class:`DForcePredictor`."""
 
     def __init__(self, freq: str, prediction_length: int, *, method: str = "df", config: ForecastConfig | None = None,
-                 seed: int = 0, max_minutes: float | None = None, num_samples: int = 100,
+                 seed: int = 0, max_minutes: float | None = None, num_samples: int = 100, val_windows: int = 8,
                  progress: bool = False) -> None:
         super().__init__()
         parse_freq(freq)  # fail early on unsupported frequencies
@@ -142,16 +151,24 @@ class DForceEstimator(Estimator):
         self.seed = int(seed)
         self.max_minutes = max_minutes
         self.num_samples = int(num_samples)
+        if val_windows < 1:
+            raise ValueError(f"val_windows must be >= 1, got {val_windows}")
+        self.val_windows = int(val_windows)
         self.progress = progress
 
     def train(self, training_data: Iterable[dict], validation_data: Iterable[dict] | None = None,
               **kwargs: Any) -> DForcePredictor:
         """Fit on the (grouped) training series; validation windows are seeded random training windows."""
+        if validation_data is not None:
+            warnings.warn("DForceEstimator ignores validation_data: early stopping scores `val_windows` seeded "
+                          "random windows of the training series, as in the paper's protocol", UserWarning,
+                          stacklevel=2)
         values, start = _grouped(training_data, self.freq)
         train = MultivariateSeries(values, start, self.freq)
-        # `prepare` cuts its scoring windows from a test split; the training series stands in (it is not
-        # used for fitting decisions beyond the validation count, which we set explicitly).
+        # `prepare` wants a test split; the training series stands in. Fitting reads only the training rows (the
+        # validation windows are cut from them), so this adds no information.
         data = MultivariateData(self.freq, self.prediction_length, train, (train,), Normalizer.fit(values))
         forecaster = Forecaster(self.config, method=self.method)
-        forecaster.fit(data, seed=self.seed, max_minutes=self.max_minutes, progress=self.progress, val_windows=1)
+        forecaster.fit(data, seed=self.seed, max_minutes=self.max_minutes, progress=self.progress,
+                       val_windows=self.val_windows)
         return DForcePredictor(forecaster, self.prediction_length, num_samples=self.num_samples, seed=self.seed)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +125,7 @@ def train(model: torch.nn.Module, data: PreparedData, config: ForecastConfig, *,
             report.epochs, report.steps = epoch, trainer.step
             report.val_history.append(val)
             report.train_loss.append(float(summary.metrics.get("loss", float("nan"))))
-            improved = val < report.best_val_crps_sum
+            improved = math.isfinite(val) and val < report.best_val_crps_sum  # NaN / inf: a bad epoch
             if improved:
                 report.best_val_crps_sum, report.best_epoch, bad = val, epoch, 0
                 best_state = state if state is not None else copy.deepcopy(model.state_dict())
@@ -149,5 +151,8 @@ def train(model: torch.nn.Module, data: PreparedData, config: ForecastConfig, *,
     report.train_seconds = time.perf_counter() - t0
     if best_state is not None:
         model.load_state_dict(best_state)
+    else:
+        warnings.warn(f"[{label}] no epoch gave a finite validation CRPS-sum; the last weights are kept. Lower "
+                      "the learning rate or check the data for NaNs", RuntimeWarning, stacklevel=2)
     model.eval()
     return report
