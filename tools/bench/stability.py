@@ -38,10 +38,14 @@ from dforce_core import DiffusionConfig, DiffusionLoss
 from dforce_sampling import DiffusionForcingSampler, SamplerConfig, sample
 from dforce_train import TrainConfig, Trainer, step_generator
 
-RHO = 0.9  # velocity autocorrelation per step
-VSTD = 0.08  # stationary velocity std per coordinate
+DEFAULT_RHO = 0.9  # velocity autocorrelation per step
+DEFAULT_VSTD = 0.08  # stationary velocity std per coordinate
+DEFAULT_HARMONICS = (1,)  # harmonics of the position embedding (1: two unit circles in R^4)
+# The task's live settings: main() sets them from its flags (defaults above, never from a previous call).
+RHO = DEFAULT_RHO
+VSTD = DEFAULT_VSTD
 VSCALE = 0.7 / VSTD  # velocity features are scaled to the token features' std (cos of a uniform angle: 0.71)
-HARMONICS = (1,)  # harmonics of the position embedding (1: two unit circles in R^4)
+HARMONICS = DEFAULT_HARMONICS
 
 
 def simulate(n: int, length: int, generator: torch.Generator, state: tuple | None = None) -> tuple[torch.Tensor, tuple]:
@@ -135,10 +139,12 @@ def train(mode: str, args: argparse.Namespace) -> tuple[CausalTransformer, Diffu
     )
     t0, c0 = time.perf_counter(), time.process_time()
     trainer = Trainer(model, loss_fn, cfg)
-    summary = trainer.fit(make_batches)
-    if trainer.ema is not None:
-        trainer.ema.copy_to(model)
-    trainer.close()
+    try:
+        summary = trainer.fit(make_batches)
+        if trainer.ema is not None:
+            trainer.ema.copy_to(model)
+    finally:
+        trainer.close()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     print(f"[{mode}] {summary.step} steps in {seconds:.0f}s ({cpu:.0f}s CPU), last loss {summary.metrics.get('loss', float('nan')):.4f}", flush=True)
     return model.eval(), loss, seconds
@@ -218,9 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--out", type=Path, default=Path(".bench/stability"))
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--rho", type=float, default=RHO, help="velocity autocorrelation per step")
-    p.add_argument("--vstd", type=float, default=VSTD, help="stationary velocity std")
-    p.add_argument("--harmonics", type=int, default=len(HARMONICS), help="harmonics of the token embedding")
+    p.add_argument("--rho", type=float, default=DEFAULT_RHO, help="velocity autocorrelation per step")
+    p.add_argument("--vstd", type=float, default=DEFAULT_VSTD, help="stationary velocity std")
+    p.add_argument("--harmonics", type=int, default=len(DEFAULT_HARMONICS), help="harmonics of the token embedding")
     args = p.parse_args(argv)
     RHO, VSTD, VSCALE = args.rho, args.vstd, 0.7 / args.vstd
     HARMONICS = tuple(range(1, args.harmonics + 1))
