@@ -19,14 +19,6 @@ def _load(name: str):
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_rollout_speed_contract(capsys):
     bench = _load("rollout_speed")
     out = bench.main(["--window", "4", "--multiple", "3", "--batch", "2", "--token-dim", "3", "--d-model", "16",

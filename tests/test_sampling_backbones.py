@@ -19,15 +19,6 @@ WINDOW = 4
 N_TOKENS = 10 * WINDOW
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny networks: one intra-op thread is fastest and avoids oversubscription on busy CI machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _randomise(model: torch.nn.Module, seed: int, std: float = 0.2) -> torch.nn.Module:
     """Random weights everywhere (a fresh adaLN-Zero transformer outputs exactly zero)."""
     g = torch.Generator().manual_seed(seed)
