@@ -56,6 +56,19 @@ def test_stability_task_helpers():
     feats = bench.features(tokens)
     assert feats.shape == (200, 49, tokens.shape[-1] + 2)
     assert torch.allclose(feats[..., -2:], steps * bench.VSCALE, atol=1e-4)
+    radii = bench.circle_radii(tokens)
+    assert radii.shape == (200, 50, 2 * len(bench.HARMONICS)) and torch.allclose(radii, torch.ones_like(radii))
+    assert torch.allclose(bench.circle_radii(0.8 * tokens), torch.full_like(radii, 0.8))
+    dyn = bench.dynamics_features(tokens)  # velocity and radii: the same law wherever the walk is
+    assert dyn.shape == (200, 49, 2 + 2 * len(bench.HARMONICS))
+    assert torch.allclose(dyn[..., :2], steps * bench.VSCALE, atol=1e-4) and torch.allclose(dyn[..., 2:], radii[:, 1:])
+    shifted = bench.embed(torch.remainder(pos + 0.5 + 1, 2) - 1)  # the same paths translated on the torus
+    assert torch.allclose(bench.dynamics_features(shifted), dyn, atol=1e-4)
+    m = bench.window_metrics(tokens[:100], tokens[100:], 10, 20)
+    assert set(m) == {"fd", "fd_full", "sw", "off_manifold"} and m["off_manifold"] < 1e-5
+    off = bench.window_metrics(0.8 * tokens[:100], tokens[100:], 10, 20)  # leaving the manifold is seen
+    assert off["fd"] > 0.08 > 2 * m["fd"]  # radius 0.8 instead of 1 on both circles: at least 2 * 0.2^2
+    assert off["off_manifold"] == pytest.approx(0.2 / 2**0.5, rel=1e-4)  # RMS over the 4 token dims
     a = torch.randn(4000, 3, generator=g)
     assert bench.frechet_distance(a, torch.randn(4000, 3, generator=g)) < 0.02
     assert bench.frechet_distance(a, a + 1.0) == pytest.approx(3.0, rel=0.02)  # mean shift of 1 in 3 dims

@@ -21,6 +21,27 @@ def test_goal_reward_matches_hand_computation(make_model):
     assert torch.allclose(reward, want, atol=1e-5)
 
 
+def test_goal_reward_stop_term_matches_hand_computation(make_model):
+    _, spec = make_model()
+    norm = spec.normalizer()
+    # two planned frames (fs = 1 token of 1 frame after the context), world units: at the goal moving at speed 5,
+    # and 1 away from the goal standing still
+    world = torch.tensor([[[1.0, 1.0, 3.0, 4.0], [2.0, 1.0, 0.0, 0.0]]])  # (1, 2, 4): x, y, vx, vy
+    frames = torch.cat([norm.norm_obs(world), torch.zeros(1, 2, 2)], dim=-1)  # (1, 2, 6) with zero actions
+    x = torch.cat([torch.zeros(1, 1, 6), frames], dim=1).requires_grad_()  # (1, 3, 6): context first
+    goals = torch.tensor([[1.0, 1.0]])
+    r = GoalReward(goals, norm, 1, steps=2, stop_weight=0.5)(x)
+    want = -((0.0 + 0.5 * 1.0 * 5.0) + (1.0 + 0.5 * np.exp(-1.0) * 0.0))
+    assert r.item() == pytest.approx(want, abs=1e-5)
+    assert GoalReward(goals, norm, 1, steps=2)(x).item() == pytest.approx(-1.0, abs=1e-5)  # off by default
+    # the proximity weight only selects where speed counts: its gradient never pushes a moving plan off the goal
+    (grad,) = torch.autograd.grad(r.sum(), x)
+    pos_grad_at_goal = grad[0, 1, :2]  # d R / d (normalised position) of the frame sitting on the goal
+    assert torch.allclose(pos_grad_at_goal, torch.zeros(2), atol=1e-6)
+    with pytest.raises(ValueError, match="stop_weight"):
+        PlannerConfig(stop_weight=-1.0)
+
+
 def test_mcg_batched_equals_reference_loop(make_model):
     model, spec = make_model()
     planner = Planner(model, spec, PlannerConfig(mc_samples=4, guidance_scale=0.5, sampling_steps=4, use_cache=False))

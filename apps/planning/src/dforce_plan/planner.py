@@ -47,6 +47,7 @@ class PlannerConfig:
 
     method: str = "df_mcg"
     guidance_scale: float = 1.0
+    stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -65,6 +66,8 @@ class PlannerConfig:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
         if not float(self.guidance_scale) >= 0.0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if not float(self.stop_weight) >= 0.0:
+            raise ValueError(f"stop_weight must be >= 0, got {self.stop_weight}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
             raise ValueError(f"mc_samples must be an int >= 1, got {self.mc_samples!r}")
         if self.horizon is not None and self.horizon < 1:
@@ -83,14 +86,22 @@ class PlannerConfig:
 
 
 class GoalReward:
-    """R(x) = -sum over planned frames inside the horizon of ||p_t - g|| (world units), one value per row.
+    """R(x) = -sum_t (||p_t - g|| + w exp(-||p_t - g||^2) ||v_t||) over planned frames inside the horizon.
+
+    World units, one value per row. The first term is the paper's goal distance (reference §3.2); the second,
+    off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
+    passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
+    exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
+    away from the goal.
 
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
     a multiple of the number of goals (Monte Carlo replicas, row b*R + r belongs to goal b).
     """
 
-    def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int) -> None:
+    def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
+                 stop_weight: float = 0.0) -> None:
         self.goals = goals  # (B, 2) world
+        self.stop_weight = float(stop_weight)
         self.normalizer = normalizer
         self.frame_stack = frame_stack
         self.steps = steps
@@ -102,6 +113,9 @@ class GoalReward:
         if pos.shape[0] != goals.shape[0]:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
+        if self.stop_weight:
+            speed = self.normalizer.unnorm_obs(obs)[..., 2:].norm(dim=-1)  # (N, H*fs) world units per step
+            dist = dist + self.stop_weight * torch.exp(-dist.detach().pow(2)) * speed  # (N, H*fs): the weight only selects where
         inside = (torch.arange(dist.shape[1], device=dist.device) < self.steps).to(dist.dtype)  # (H*fs,)
         return -(dist * inside).sum(dim=-1)  # (N,)
 
@@ -209,7 +223,7 @@ class Planner:
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
-        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps)
+        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
