@@ -8,11 +8,15 @@ Planner presets (``PLANNER_PRESETS[method][maze]``):
 * ``guidance_scale``: the scale of ``dforce_sampling.MonteCarloGuidance`` (classifier-guidance form,
   eps' = eps - scale sqrt(1 - a') grad R, with R the summed world-unit distance to the goal); the paper's
   code uses a different (gradient-ascent) form, so its 8-12 do not carry over.
+* ``stop_weight``: weight of the reward's "stop at the goal" term (``planner.GoalReward``): speed near the
+  goal is charged, so plans arrive and stay; the paper's reward is the goal distance alone (weight 0).
 * ``mc_samples``: Monte Carlo samples per token (``df`` uses 1: the paper's "w/o MCG").
 * ``replan_every``: env steps executed per plan (the paper: 10 diffused actions); ``sampling_steps`` S.
 
 The guidance scales were chosen on umaze (README, "how the presets were chosen"): 1.0 for ``df_mcg`` and 0.3
-for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. Medium and large reuse them untuned.
+for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. The stop weight 1.5 was the best of
+{0.3, 0.6, 1.0, 1.5, 3.0, 10} for ``df_mcg`` with the 15k-update umaze model on held-out seeds 1000-1099
+(README); ``df`` reuses it. Medium and large reuse the umaze values untuned.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "paper": {"d_model": 128, "n_layers": 12, "n_heads": 4},  # main: planning transformer size (reference §4.2)
 }
 
-_DF = {"horizon": None, "replan_every": 10, "sampling_steps": 10, "mc_samples": 4}
+_DF = {"horizon": None, "replan_every": 10, "sampling_steps": 10, "mc_samples": 4, "stop_weight": 1.5}
 PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "df_mcg": {
         "umaze": {**_DF, "guidance_scale": 1.0},
