@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dforce_plan.planner import GoalReward, LoopMonteCarloGuidance, Planner, PlannerConfig
+from dforce_plan.planner import SPEED_EPS, GoalReward, LoopMonteCarloGuidance, Planner, PlannerConfig
 from dforce_plan.tokens import context_token
 from dforce_sampling import MonteCarloGuidance
 
@@ -31,7 +31,8 @@ def test_goal_reward_stop_term_matches_hand_computation(make_model):
     x = torch.cat([torch.zeros(1, 1, 6), frames], dim=1).requires_grad_()  # (1, 3, 6): context first
     goals = torch.tensor([[1.0, 1.0]])
     r = GoalReward(goals, norm, 1, steps=2, stop_weight=0.5)(x)
-    want = -((0.0 + 0.5 * 1.0 * 5.0) + (1.0 + 0.5 * np.exp(-1.0) * 0.0))
+    eps = SPEED_EPS
+    want = -((0.0 + 0.5 * 1.0 * (np.sqrt(25.0 + eps**2) - eps)) + (1.0 + 0.5 * np.exp(-1.0) * 0.0))
     assert r.item() == pytest.approx(want, abs=1e-5)
     assert GoalReward(goals, norm, 1, steps=2)(x).item() == pytest.approx(-1.0, abs=1e-5)  # off by default
     # the proximity weight only selects where speed counts: its gradient never pushes a moving plan off the goal
@@ -42,12 +43,13 @@ def test_goal_reward_stop_term_matches_hand_computation(make_model):
         PlannerConfig(stop_weight=-1.0)
 
 
-def test_mcg_batched_equals_reference_loop(make_model):
+@pytest.mark.parametrize("stop_weight", [0.0, 1.5])
+def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
     model, spec = make_model()
     planner = Planner(model, spec, PlannerConfig(mc_samples=4, guidance_scale=0.5, sampling_steps=4, use_cache=False))
     sampler = planner.sampler
     goals = torch.tensor(GOALS, dtype=torch.float32)
-    reward = GoalReward(goals, spec.normalizer(), 10, steps=40)
+    reward = GoalReward(goals, spec.normalizer(), 10, steps=40, stop_weight=stop_weight)
     x = torch.randn(3, 5, 60, generator=torch.Generator().manual_seed(1))
     from_levels = torch.tensor([[-1, 999, 759, 519, 279]]).expand(3, -1)
     to_levels = torch.tensor([[-1, 759, 519, 279, 39]]).expand(3, -1)
@@ -62,9 +64,10 @@ def test_mcg_batched_equals_reference_loop(make_model):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
     assert (out["batched"][0] - plain[0]).abs().max() > 1e-3  # the guidance does change the prediction
     # and whole plans agree: batched + KV cache vs the reference loop without cache
-    fast = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3))
+    fast = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3,
+                                              stop_weight=stop_weight))
     ref = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3, use_cache=False,
-                                             batched_mcg=False))
+                                             batched_mcg=False, stop_weight=stop_weight))
     pa = fast.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3))
     pb = ref.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3))
     assert np.allclose(pa.positions, pb.positions, atol=1e-4)

@@ -38,6 +38,7 @@ from .model import ModelSpec
 from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
 METHODS = ("df_mcg", "df", "diffuser")
+SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
 
 
@@ -86,13 +87,14 @@ class PlannerConfig:
 
 
 class GoalReward:
-    """R(x) = -sum_t (||p_t - g|| + w exp(-||p_t - g||^2) ||v_t||) over planned frames inside the horizon.
+    """R(x) = -sum_t (||p_t - g|| + w exp(-||p_t - g||^2) s(v_t)) over planned frames inside the horizon.
 
     World units, one value per row. The first term is the paper's goal distance (reference §3.2); the second,
     off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
-    away from the goal.
+    away from the goal. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
+    plans that stay at the goal live, and its gradient direction would flip on float noise there.
 
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
     a multiple of the number of goals (Monte Carlo replicas, row b*R + r belongs to goal b).
@@ -114,7 +116,8 @@ class GoalReward:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
         if self.stop_weight:
-            speed = self.normalizer.unnorm_obs(obs)[..., 2:].norm(dim=-1)  # (N, H*fs) world units per step
+            vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
+            speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
             dist = dist + self.stop_weight * torch.exp(-dist.detach().pow(2)) * speed  # (N, H*fs): the weight only selects where
         inside = (torch.arange(dist.shape[1], device=dist.device) < self.steps).to(dist.dtype)  # (H*fs,)
         return -(dist * inside).sum(dim=-1)  # (N,)
