@@ -59,14 +59,18 @@ def test_stability_task_helpers():
     radii = bench.circle_radii(tokens)
     assert radii.shape == (200, 50, 2 * len(bench.HARMONICS)) and torch.allclose(radii, torch.ones_like(radii))
     assert torch.allclose(bench.circle_radii(0.8 * tokens), torch.full_like(radii, 0.8))
-    dyn = bench.dynamics_features(tokens)  # velocity and radii: the same law wherever the walk is
-    assert dyn.shape == (200, 49, 2 + 2 * len(bench.HARMONICS))
-    assert torch.allclose(dyn[..., :2], steps * bench.VSCALE, atol=1e-4) and torch.allclose(dyn[..., 2:], radii[:, 1:])
+    dyn = bench.dynamics_features(tokens)  # velocity pairs and radii: the same law wherever the walk is
+    assert dyn.shape == (200, 48, 4 + 2 * len(bench.HARMONICS))
+    assert torch.allclose(dyn[..., :2], steps[:, :-1] * bench.VSCALE, atol=1e-4)
+    assert torch.allclose(dyn[..., 2:4], steps[:, 1:] * bench.VSCALE, atol=1e-4)
+    assert torch.allclose(dyn[..., 4:], radii[:, 2:])
+    lag1 = torch.corrcoef(torch.stack([dyn[..., 0].flatten(), dyn[..., 2].flatten()]))[0, 1]
+    assert abs(lag1 - bench.RHO) < 0.05  # the momentum the pair carries
     shifted = bench.embed(torch.remainder(pos + 0.5 + 1, 2) - 1)  # the same paths translated on the torus
     assert torch.allclose(bench.dynamics_features(shifted), dyn, atol=1e-4)
-    m = bench.window_metrics(tokens[:100], tokens[100:], 10, 20)
+    m = bench.window_metrics(tokens[:100], tokens[100:], 5, 50)
     assert set(m) == {"fd", "fd_full", "sw", "off_manifold"} and m["off_manifold"] < 1e-5
-    off = bench.window_metrics(0.8 * tokens[:100], tokens[100:], 10, 20)  # leaving the manifold is seen
+    off = bench.window_metrics(0.8 * tokens[:100], tokens[100:], 5, 50)  # leaving the manifold is seen
     assert off["fd"] > 0.08 > 2 * m["fd"]  # radius 0.8 instead of 1 on both circles: at least 2 * 0.2^2
     assert off["off_manifold"] == pytest.approx(0.2 / 2**0.5, rel=1e-4)  # RMS over the 4 token dims
     a = torch.randn(4000, 3, generator=g)

@@ -13,8 +13,8 @@ window; DF shows its past at the stabilization level, teacher forcing shows it c
 Per horizon h the generated tokens [h - span, h) are compared with true continuations of the same contexts:
 
 * ``fd`` (primary): the Frechet distance between Gaussian fits of the per-token dynamics statistics -- the
-  velocity (wrapped difference of decoded positions, scaled to the tokens' spread) and the radius of each
-  circle of the embedding (1 on the manifold). The task is translation invariant, so the true law of these
+  velocity (wrapped difference of decoded positions, scaled to the tokens' spread) together with the previous
+  velocity (the walk's momentum), and the radius of each circle of the embedding (1 on the manifold). The task is translation invariant, so the true law of these
   statistics is the same at every horizon and for every context: they show whether a rollout keeps the
   task's dynamics and stays on the data manifold, i.e. whether it diverges.
 * ``fd_full``: the same distance on the token itself plus its velocity. It also sees the absolute position,
@@ -102,10 +102,14 @@ def circle_radii(tokens: torch.Tensor) -> torch.Tensor:
 
 
 def dynamics_features(x: torch.Tensor) -> torch.Tensor:
-    """Translation-invariant statistics (B, T-1, 2 + 2H): scaled velocity and circle radii of each token."""
+    """Translation-invariant statistics (B, T-2, 4 + 2H) per token: its scaled velocity, the previous one, radii.
+
+    The pair of consecutive velocities carries the walk's momentum (lag-1 correlation RHO); the circle radii
+    measure how far a token is from the data manifold.
+    """
     pos = decode(x)  # (B, T, 2)
-    vel = torch.remainder(pos[:, 1:] - pos[:, :-1] + 1, 2) - 1  # (B, T-1, 2)
-    return torch.cat([vel * VSCALE, circle_radii(x[:, 1:])], dim=-1)
+    vel = (torch.remainder(pos[:, 1:] - pos[:, :-1] + 1, 2) - 1) * VSCALE  # (B, T-1, 2)
+    return torch.cat([vel[:, :-1], vel[:, 1:], circle_radii(x[:, 2:])], dim=-1)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -131,9 +135,9 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_proj: int = 256, seed
 
 def window_metrics(gen: torch.Tensor, true: torch.Tensor, lo: int, hi: int) -> dict[str, float]:
     """Distances between generated (B, N, D) and true (M, N, D) tokens in horizon window [lo, hi)."""
-    g, t = gen[:, max(lo - 1, 0) : hi], true[:, max(lo - 1, 0) : hi]  # each token with its predecessor
+    g, t = gen[:, max(lo - 2, 0) : hi], true[:, max(lo - 2, 0) : hi]  # each token with its two predecessors
     a, b = dynamics_features(g).flatten(0, 1), dynamics_features(t).flatten(0, 1)  # (B*(hi-lo), F)
-    full = frechet_distance(features(g).flatten(0, 1), features(t).flatten(0, 1))
+    full = frechet_distance(features(g[:, 1:]).flatten(0, 1), features(t[:, 1:]).flatten(0, 1))
     off = float(off_manifold(gen[:, lo:hi]).mean())
     return {"fd": frechet_distance(a, b), "fd_full": full, "sw": sliced_wasserstein(a, b), "off_manifold": off}
 
@@ -270,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
         return embed(torch.cat([ctx_pos.repeat_interleave(k, 0), rest], dim=1))  # (C*k, N, D)
 
     true = truth(args.seed + 4, args.truth_per_context)
-    horizons = list(range(args.span, n + 1, args.span))
+    horizons = [h for h in range(args.span, n + 1, args.span) if h > max(args.context, 2)]  # generated tokens only
 
     curves, samples, report = {}, {}, {}
     for name, mode, stab in (("DF", "diffusion_forcing", args.stabilization_level), ("TF", "teacher_forcing", 1)):
@@ -296,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "df_ratio": ratio["DF"],
         "tf_ratio": ratio["TF"],
-        "metric": {"sw": "sliced_wasserstein_1 (dynamics)", "fd": "frechet_distance (dynamics: velocity, circle radii)",
+        "metric": {"sw": "sliced_wasserstein_1 (dynamics)",
+                   "fd": "frechet_distance (dynamics: velocity, previous velocity, circle radii)",
                    "fd_full": "frechet_distance (token + velocity)"}[args.metric],
         "ratios": ratios,
         "df": report["DF"], "tf": report["TF"],
