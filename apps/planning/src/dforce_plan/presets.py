@@ -14,9 +14,9 @@ Planner presets (``PLANNER_PRESETS[method][maze]``):
 * ``replan_every``: env steps executed per plan (the paper: 10 diffused actions); ``sampling_steps`` S.
 
 The guidance scales were chosen on umaze (README, "how the presets were chosen"): 1.0 for ``df_mcg`` and 0.3
-for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. The stop weight 1.5 was the best of
-{0.3, 0.6, 1.0, 1.5, 3.0, 10} for ``df_mcg`` with the 15k-update umaze model on held-out seeds 1000-1099
-(README); ``df`` reuses it. Medium and large reuse the umaze values untuned.
+for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. The stop weight 2.0 was the best of
+{1.5, 2.0} for ``df_mcg`` with the 15k-update umaze model on held-out seeds 1000-1099, after a first sweep of
+{0.3, 0.6, 1.0, 1.5, 3.0, 10} with a non-smooth speed term peaked at 1.5 (README); ``df`` reuses it untuned. Medium and large reuse the umaze values untuned.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "paper": {"d_model": 128, "n_layers": 12, "n_heads": 4},  # main: planning transformer size (reference §4.2)
 }
 
-_DF = {"horizon": None, "replan_every": 10, "sampling_steps": 10, "mc_samples": 4, "stop_weight": 1.5}
+_DF = {"horizon": None, "replan_every": 10, "sampling_steps": 10, "mc_samples": 4, "stop_weight": 2.0}
 PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "df_mcg": {
         "umaze": {**_DF, "guidance_scale": 1.0},
