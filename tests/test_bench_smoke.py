@@ -36,6 +36,8 @@ def test_stability_contract(tmp_path, capsys):
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last) >= {"df_ratio", "tf_ratio", "goal_met"} and last["df_ratio"] == out["df_ratio"]
     assert out["df_ratio"] > 0 and out["tf_ratio"] > 0
+    assert set(out["momentum"]) == {"DF", "TF", "truth"} and out["df_over_tf_at_10x"] > 0
+    assert abs(out["momentum"]["truth"]["at_10x"] - bench.RHO) < 0.3  # few samples at this toy size
 
 
 def test_stability_task_helpers():
@@ -69,7 +71,8 @@ def test_stability_task_helpers():
     shifted = bench.embed(torch.remainder(pos + 0.5 + 1, 2) - 1)  # the same paths translated on the torus
     assert torch.allclose(bench.dynamics_features(shifted), dyn, atol=1e-4)
     m = bench.window_metrics(tokens[:100], tokens[100:], 5, 50)
-    assert set(m) == {"fd", "fd_full", "sw", "off_manifold"} and m["off_manifold"] < 1e-5
+    assert set(m) == {"fd", "fd_full", "sw", "off_manifold", "momentum"} and m["off_manifold"] < 1e-5
+    assert abs(m["momentum"] - bench.RHO) < 0.05
     off = bench.window_metrics(0.8 * tokens[:100], tokens[100:], 5, 50)  # leaving the manifold is seen
     assert off["fd"] > 0.08 > 2 * m["fd"]  # radius 0.8 instead of 1 on both circles: at least 2 * 0.2^2
     assert off["off_manifold"] == pytest.approx(0.2 / 2**0.5, rel=1e-4)  # RMS over the 4 token dims

@@ -21,7 +21,9 @@ Per horizon h the generated tokens [h - span, h) are compared with true continua
   whose generated law relaxes to the model's own stationary law over the torus' mixing time (~40 tokens):
   a slightly position-dependent model drifts there even when its dynamics are right (reported, not the goal).
 * ``sw``: the sliced Wasserstein-1 distance of the dynamics statistics, a second distribution distance;
-* ``off_manifold``: RMS distance of a token to the clean embedding of its decoded position.
+* ``off_manifold``: RMS distance of a token to the clean embedding of its decoded position;
+* ``momentum``: the lag-1 correlation of generated velocities (the truth's is RHO = 0.9), reported beside the
+  distances because a model can be stable by generating a simpler walk (see the README's results).
 
 Ratios compare the last span of the 10x rollout with the last span of the first window (1x). Last line of
 output: JSON with df_ratio and tf_ratio (``--metric``, default ``fd``; goal: df_ratio <= 1.5 and
@@ -139,7 +141,9 @@ def window_metrics(gen: torch.Tensor, true: torch.Tensor, lo: int, hi: int) -> d
     a, b = dynamics_features(g).flatten(0, 1), dynamics_features(t).flatten(0, 1)  # (B*(hi-lo), F)
     full = frechet_distance(features(g[:, 1:]).flatten(0, 1), features(t[:, 1:]).flatten(0, 1))
     off = float(off_manifold(gen[:, lo:hi]).mean())
-    return {"fd": frechet_distance(a, b), "fd_full": full, "sw": sliced_wasserstein(a, b), "off_manifold": off}
+    momentum = float(torch.corrcoef(torch.stack([a[:, :2].flatten(), a[:, 2:4].flatten()]))[0, 1])
+    return {"fd": frechet_distance(a, b), "fd_full": full, "sw": sliced_wasserstein(a, b), "off_manifold": off,
+            "momentum": momentum}
 
 
 def train(mode: str, args: argparse.Namespace) -> tuple[CausalTransformer, DiffusionLoss, float]:
@@ -296,6 +300,8 @@ def main(argv: list[str] | None = None) -> dict:
     except ImportError:
         png = None
     ratios = {m: {k: report[k]["at_10x"][m] / report[k]["at_1x"][m] for k in report} for m in ("fd", "fd_full", "sw", "off_manifold")}
+    momentum = {k: {h: report[k][h]["momentum"] for h in ("at_1x", "at_10x")} for k in report}
+    momentum["truth"] = {h: floor[h]["momentum"] for h in ("at_1x", "at_10x")}
     ratio = ratios[args.metric]
     summary = {
         "df_ratio": ratio["DF"],
@@ -304,6 +310,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "fd": "frechet_distance (dynamics: velocity, previous velocity, circle radii)",
                    "fd_full": "frechet_distance (token + velocity)"}[args.metric],
         "ratios": ratios,
+        "df_over_tf_at_10x": report["DF"]["at_10x"][args.metric] / report["TF"]["at_10x"][args.metric],
+        "momentum": momentum,
         "df": report["DF"], "tf": report["TF"],
         "truth_vs_truth": floor,
         "steps": args.steps, "window": args.window, "rollout_tokens": n, "ddim_steps": args.ddim_steps,
