@@ -192,6 +192,9 @@ def cmd_quickstart(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for controller in ("actions", "pd"):
         settings = planner_preset("df_mcg", "umaze")
+        # the paper's goal reward by default: the stop term helps the 15k-update model but cost this
+        # 3000-update one success (README, quickstart)
+        settings["stop_weight"] = args.stop_weight
         if args.guidance_scale is not None:
             settings["guidance_scale"] = args.guidance_scale
         planner = Planner(model, spec, PlannerConfig(method="df_mcg", controller=controller, **settings))
@@ -280,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--seed", type=int, default=0)
     qs.add_argument("--threads", type=int, default=2)
     qs.add_argument("--guidance-scale", type=float, help="override the umaze df_mcg preset")
+    qs.add_argument("--stop-weight", type=float, default=0.0,
+                    help="reward weight of speed near the goal (default 0: the paper's goal reward)")
     qs.add_argument("--wandb", default="auto", choices=["auto", "off", "offline", "online"])
     return parser
 
