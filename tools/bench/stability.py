@@ -152,7 +152,8 @@ def train(mode: str, args: argparse.Namespace) -> tuple[CausalTransformer, Diffu
     model = CausalTransformer(
         CausalTransformerConfig(token_shape=(4 * len(HARMONICS),), d_model=args.d_model, n_layers=args.n_layers, n_heads=4, window=args.window)
     )
-    loss = DiffusionLoss(DiffusionConfig(beta_schedule="cosine", objective="pred_v", noise_level_mode=mode, clip_noise=6.0))
+    loss = DiffusionLoss(DiffusionConfig(beta_schedule="cosine", objective="pred_v", noise_level_mode=mode, clip_noise=6.0,
+                                         level_power=args.level_power))
 
     def loss_fn(net, batch, ctx):
         out = loss(lambda x, lv, c: net(x, lv), batch, generator=ctx.generator, shard=ctx.shard)
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--truth-per-context", type=int, default=2)
     p.add_argument("--span", type=int, default=2, help="tokens per horizon window")
     p.add_argument("--metric", choices=("fd", "fd_full", "sw"), default="fd", help="distance behind df_ratio / tf_ratio")
+    p.add_argument("--level-power", type=float, default=3.0,
+                   help="training levels floor(K u^p) for both models (1 = the paper's uniform draw)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--out", type=Path, default=Path(".bench/stability"))
@@ -315,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
         "df": report["DF"], "tf": report["TF"],
         "truth_vs_truth": floor,
         "steps": args.steps, "window": args.window, "rollout_tokens": n, "ddim_steps": args.ddim_steps,
-        "stabilization_level": args.stabilization_level, "seed": args.seed,
+        "stabilization_level": args.stabilization_level, "seed": args.seed, "level_power": args.level_power,
         "goal_met": ratio["DF"] <= 1.5 and ratio["TF"] >= 3 * ratio["DF"],
         "picture": str(png) if png else None,
         "wall_s": time.perf_counter() - t_start, "cpu_s": time.process_time() - c_start,

@@ -33,6 +33,28 @@ def test_teacher_forcing_has_clean_past_and_one_target():
         assert torch.all(s.levels[b, :p] == 0) and torch.all(s.levels[b, p + 1 :] == 99)
 
 
+def test_level_power_skews_levels_toward_low_noise():
+    s = sample_noise_levels("diffusion_forcing", 200, 50, 1000, generator=g(3), level_power=3.0)
+    u = torch.rand((200, 50), generator=g(3))  # the same draws: levels are floor(K u^3)
+    assert torch.equal(s.levels, (1000 * u.pow(3)).long())
+    assert abs(s.levels.float().mean().item() - 249.5) < 10  # E[u^3] = 1/4
+    assert abs((s.levels < 1000 / 64).float().mean().item() - 0.25) < 0.02  # P(u^3 < 1/64) = P(u < 1/4)
+    uniform = sample_noise_levels("diffusion_forcing", 200, 50, 1000, generator=g(3))
+    assert torch.equal(uniform.levels, sample_noise_levels("diffusion_forcing", 200, 50, 1000, generator=g(3),
+                                                           level_power=1.0).levels)  # p = 1: the paper's draw
+    for mode in ("full_sequence", "causal", "teacher_forcing"):
+        lv = sample_noise_levels(mode, 2000, 4, 1000, generator=g(4), level_power=3.0)
+        noisy = lv.levels[lv.loss_mask > 0]
+        assert noisy.float().mean().item() < 300  # skewed in every mode (uniform: 499.5)
+    with pytest.raises(ValueError, match="level_power"):
+        sample_noise_levels("diffusion_forcing", 2, 2, 10, level_power=0.0)
+    with pytest.raises(ValueError, match="level_power"):
+        DiffusionConfig(level_power=-1.0)
+    loss = DiffusionLoss(DiffusionConfig(level_power=3.0))
+    levels, _ = loss.sample_levels(400, 10, g(5), "cpu")
+    assert levels.float().mean().item() < 300  # the loss draws with the configured power
+
+
 def test_first_token_known():
     s = sample_noise_levels("diffusion_forcing", 4000, 3, 1000, generator=g(), first_token_known_prob=0.5)
     low = (s.levels[:, 0] < 250).float().mean().item()

@@ -34,6 +34,7 @@ class DiffusionConfig:
     # training noise levels
     noise_level_mode: str = "diffusion_forcing"  # diffusion_forcing | full_sequence | teacher_forcing | causal
     first_token_known_prob: float = 0.0
+    level_power: float = 1.0  # training levels floor(K u^p); 1 = the paper's uniform draw, > 1 = more low noise
 
     def __post_init__(self) -> None:
         if self.num_steps < 2:
@@ -53,6 +54,8 @@ class DiffusionConfig:
             raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")
         if self.fused_variant not in ("paper", "official"):
             raise ValueError(f"fused_variant must be 'paper' or 'official', got {self.fused_variant!r}")
+        if not self.level_power > 0:
+            raise ValueError(f"level_power must be > 0, got {self.level_power}")
         if self.noise_level_mode not in NOISE_LEVEL_MODES:
             raise ValueError(f"noise_level_mode must be one of {NOISE_LEVEL_MODES}, got {self.noise_level_mode!r}")
 

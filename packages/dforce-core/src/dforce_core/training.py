@@ -60,6 +60,7 @@ class DiffusionLoss:
             generator=generator,
             device=device,
             first_token_known_prob=self.config.first_token_known_prob,
+            level_power=self.config.level_power,
         )
         return s.levels, s.loss_mask
 
