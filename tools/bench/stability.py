@@ -10,6 +10,8 @@ The same causal transformer is trained twice with `dforce_train.Trainer` (same s
 Diffusion Forcing noise levels (independent per token) and once with teacher forcing (clean past, one noisy
 target token). Each is rolled out autoregressively (KV cache, DDIM) from two true tokens to 10x its training
 window; DF shows its past at the stabilization level, teacher forcing shows it clean (as it was trained).
+Both draw their training levels as floor(K u^p) with ``--level-power`` p (default 3; 1 is the paper's uniform
+draw, with which DF did not learn the walk's momentum at this budget: README).
 Per horizon h the generated tokens [h - span, h) are compared with true continuations of the same contexts:
 
 * ``fd`` (primary): the Frechet distance between Gaussian fits of the per-token dynamics statistics -- the
