@@ -140,8 +140,9 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
 
 
 def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight, "mc_samples": args.mc_samples, "horizon": args.horizon,
-            "replan_every": args.replan_every, "sampling_steps": args.sampling_steps, "controller": args.controller}
+    return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight, "mc_samples": args.mc_samples,
+            "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
+            "controller": args.controller}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:

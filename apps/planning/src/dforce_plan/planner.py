@@ -118,7 +118,8 @@ class GoalReward:
         if self.stop_weight:
             vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
-            dist = dist + self.stop_weight * torch.exp(-dist.detach().pow(2)) * speed  # (N, H*fs): the weight only selects where
+            near = torch.exp(-dist.detach().pow(2))  # (N, H*fs): where speed counts, constant under the gradient
+            dist = dist + self.stop_weight * near * speed  # (N, H*fs)
         inside = (torch.arange(dist.shape[1], device=dist.device) < self.steps).to(dist.dtype)  # (H*fs,)
         return -(dist * inside).sum(dim=-1)  # (N,)
 

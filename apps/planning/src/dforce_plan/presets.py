@@ -16,7 +16,8 @@ Planner presets (``PLANNER_PRESETS[method][maze]``):
 The guidance scales were chosen on umaze (README, "how the presets were chosen"): 1.0 for ``df_mcg`` and 0.3
 for ``df`` were the best of {0.1, 0.3, 1.0} / {0.3, 1.0} there. The stop weight 2.0 was the best of
 {1.5, 2.0} for ``df_mcg`` with the 15k-update umaze model on held-out seeds 1000-1099, after a first sweep of
-{0.3, 0.6, 1.0, 1.5, 3.0, 10} with a non-smooth speed term peaked at 1.5 (README); ``df`` reuses it untuned. Medium and large reuse the umaze values untuned.
+{0.3, 0.6, 1.0, 1.5, 3.0, 10} with a non-smooth speed term peaked at 1.5 (README); ``df`` reuses it untuned.
+Medium and large reuse the umaze values untuned.
 """
 
 from __future__ import annotations
