@@ -4,6 +4,10 @@
 ``y[t] - y[t - s]``, a whole D-vector at a time, so the cross-series correlation of the steps is kept. Beyond
 one season the recursion uses the sampled values, so the spread grows like a random walk. ``s`` = 1 for business
 days (a plain random walk), 24 for hourly data, 7 for daily, 48 for 30-minute data, 12 for monthly.
+
+With ``scale_by_context`` (method ``naive_vol``) each window's draws are rescaled per series by the ratio of the
+RMS seasonal difference in the window's history to the RMS over the training split: a random walk whose
+volatility follows the recent past.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ def season_length(freq: str) -> int:
 class SeasonalRandomWalk:
     """Probabilistic seasonal-naive / random-walk forecaster (``fit`` on the train split, ``sample_windows``)."""
 
-    method = "naive"
-
-    def __init__(self, season: int | None = None) -> None:
+    def __init__(self, season: int | None = None, *, scale_by_context: bool = False) -> None:
         if season is not None and season < 1:
             raise ValueError(f"season must be >= 1, got {season}")
         self.season = season
+        self.scale_by_context = bool(scale_by_context)
+        self.method = "naive_vol" if scale_by_context else "naive"
         self.steps: np.ndarray | None = None
         self.prediction_length: int | None = None
 
@@ -50,6 +54,21 @@ class SeasonalRandomWalk:
             raise ValueError("no complete seasonal differences in the training series")
         self.season, self.steps, self.prediction_length = s, steps, data.spec.prediction_length
         return self
+
+    def context_ratio(self, hist: np.ndarray) -> np.ndarray:
+        """(N, D) RMS seasonal difference of each window's raw history (N, R, D) over the training RMS (1 where
+        the history has no complete difference)."""
+        assert self.steps is not None and self.season is not None
+        s = self.season
+        if hist.shape[1] <= s:
+            raise ValueError(f"windows hold {hist.shape[1]} history rows; volatility scaling needs more than {s}")
+        diffs = hist[:, s:] - hist[:, :-s]  # (N, R - s, D)
+        seen = np.isfinite(diffs)
+        count = seen.sum(axis=1)  # (N, D)
+        recent = np.sqrt(np.where(seen, np.square(diffs), 0.0).sum(axis=1) / np.maximum(count, 1))  # (N, D)
+        train = np.sqrt(np.mean(np.square(self.steps), axis=0))  # (D,)
+        ok = (count > 0) & (train > 0)
+        return np.where(ok, recent / np.where(train > 0, train, 1.0), 1.0)
 
     def sample_windows(self, windows: ForecastWindows, *, num_samples: int = 100, seed: int = 0) -> np.ndarray:
         """Raw sample paths (N, S, P, D) continuing each window's raw history."""
@@ -68,6 +87,8 @@ class SeasonalRandomWalk:
         out[:, :, :s] = last[:, None]
         picks = rng.integers(0, len(self.steps), size=(n, num_samples, p))
         draws = self.steps[picks]  # (N, S, P, D)
+        if self.scale_by_context:
+            draws = draws * self.context_ratio(hist)[:, None, None, :]
         for h in range(p):  # p is small; vectorised over windows, samples and series
             out[:, :, s + h] = out[:, :, h] + draws[:, :, h]
         return out[:, :, s:]

@@ -9,7 +9,7 @@ import sys
 
 from dforce_datasets.timeseries import DATASETS, WindowSpec, load_dataset, to_multivariate
 from dforce_forecast.config import BACKBONES, METHODS, ForecastConfig
-from dforce_forecast.data import TARGETS
+from dforce_forecast.data import SCALINGS, TARGETS
 
 
 def data_info(dataset: str, *, data_dir: str | None = None, cache_dir: str | None = None,
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-layers", type=int, default=d.n_layers, help="transformer depth")
     g.add_argument("--target", choices=TARGETS, default=d.target,
                    help="level: normalised values (paper); delta: normalised first differences (measured setting)")
+    g.add_argument("--scaling", choices=SCALINGS, default=d.scaling,
+                   help="context: divide each window by its context's RMS change (delta target only)")
+    g.add_argument("--scale-floor", type=float, default=d.scale_floor, help="smallest context scale")
     g.add_argument("--lr", type=float, default=d.lr)
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
@@ -97,7 +100,8 @@ def config_from_args(args: argparse.Namespace) -> ForecastConfig:
     return ForecastConfig(
         backbone=args.backbone, z_dim=args.z_dim, network_size=args.network_size,
         num_gru_layers=args.num_gru_layers, num_mlp_layers=args.num_mlp_layers, d_model=args.d_model,
-        n_layers=args.n_layers, target=args.target, lr=args.lr, weight_decay=args.weight_decay,
+        n_layers=args.n_layers, target=args.target, scaling=args.scaling,
+        scale_floor=args.scale_floor, lr=args.lr, weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
         max_epochs=args.max_epochs, patience=args.patience, ema_decay=args.ema_decay or None,
         sampling_steps=args.sampling_steps, eta=args.eta, stabilization_level=args.stabilization_level,

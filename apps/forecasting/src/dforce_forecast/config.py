@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from dforce_forecast.data import TARGETS
+from dforce_forecast.data import SCALINGS, TARGETS
 
 BACKBONES = ("gru", "transformer")
 #: learned methods and the training noise-level mode of each (the naive baseline is not a network)
 NOISE_MODES = {"df": "diffusion_forcing", "tf": "teacher_forcing"}
-METHODS = ("df", "tf", "naive")
+METHODS = ("df", "tf", "naive", "naive_vol")
 
 
 @dataclass
@@ -20,6 +20,10 @@ class ForecastConfig:
     Defaults follow the paper except for the network size (GRU z 128 with 2 GRUs, sized for a CPU; the paper
     has ``z_dim=1024, network_size=64, num_gru_layers=4``). The setting measured on the 2-core CPU box (README,
     Results) adds ``target="delta", ema_decay=0.995``.
+
+    ``scaling="context"`` (with ``target="delta"``) divides every window, in training and sampling, by the
+    per-series RMS of its context rows (at least ``scale_floor``) and multiplies the samples back: the model
+    sees changes relative to the recent volatility, the instance scaling GluonTS models apply to levels.
 
     Network: ``backbone="gru"`` is the paper's MLP + GRU latent model (``RecurrentDenoiser``),
     ``"transformer"`` the causal transformer. Conditioning per token: lags of the model-space target, Fourier calendar features
@@ -45,6 +49,8 @@ class ForecastConfig:
     # data
     target: str = "level"
     context_length: int | None = None  # None = prediction length (paper)
+    scaling: str = "none"  # "context": divide each window by its context's RMS (model space), delta target only
+    scale_floor: float = 0.1
     # diffusion
     num_diffusion_steps: int = 1000
     loss_weight: float = 2.5
@@ -71,6 +77,13 @@ class ForecastConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.scaling == "context" and self.target != "delta":
+            raise ValueError("scaling='context' divides each window by the RMS of its context's normalised changes; "
+                             "it needs target='delta' (a level's RMS is its distance from the training mean)")
+        if not self.scale_floor > 0:
+            raise ValueError(f"scale_floor must be > 0, got {self.scale_floor!r}")
         positive = ("z_dim", "network_size", "num_mlp_layers", "hidden_mult", "d_model", "n_layers", "n_heads",
                     "num_diffusion_steps", "sampling_steps", "stabilization_level", "num_samples",
                     "val_num_samples", "batch_size", "batches_per_epoch", "max_epochs", "patience")

@@ -23,6 +23,15 @@ from dforce_datasets.timeseries import (
 )
 
 TARGETS = ("level", "delta")
+SCALINGS = ("none", "context")
+
+
+def context_scale(context: np.ndarray, floor: float) -> np.ndarray:
+    """Per-window, per-series scale (..., 1, D): the RMS of the model-space context rows (..., C, D), at least
+    ``floor``. With the ``delta`` target this is the recent volatility relative to the training period's."""
+    context = np.asarray(context, dtype=np.float64)
+    rms = np.sqrt(np.mean(np.square(context), axis=-2, keepdims=True))  # (..., 1, D)
+    return np.maximum(rms, float(floor)).astype(np.float32)
 
 
 @dataclass(frozen=True)

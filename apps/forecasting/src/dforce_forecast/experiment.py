@@ -95,8 +95,8 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
             run_dir = out / method / f"seed_{seed}"
             t0 = time.perf_counter()
             record: dict[str, Any] = {"method": method, "seed": seed}
-            if method == "naive":
-                model: Any = SeasonalRandomWalk().fit(data)
+            if method in ("naive", "naive_vol"):
+                model: Any = SeasonalRandomWalk(scale_by_context=method == "naive_vol").fit(data)
                 record["season"] = model.season
                 train_s = 0.0
             else:

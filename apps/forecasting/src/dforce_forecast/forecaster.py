@@ -20,7 +20,7 @@ from dforce_core import NoiseSchedule
 from dforce_datasets.timeseries import MultivariateData, WindowSpec, fourier_time_features, parse_freq, period_times
 from dforce_datasets.timeseries.calendar import to_ordinal
 from dforce_forecast.config import NOISE_MODES, ForecastConfig
-from dforce_forecast.data import ForecastWindows, PreparedData, TargetTransform, last_observed, prepare
+from dforce_forecast.data import ForecastWindows, PreparedData, TargetTransform, context_scale, last_observed, prepare
 from dforce_forecast.metrics import crps_sum
 from dforce_forecast.model import ForecastDenoiser, build_model
 from dforce_forecast.sampling import sample_paths
@@ -118,11 +118,17 @@ class Forecaster:
         per = max(1, max_batch // s)  # windows per call, so that N*S stays bounded
         parts = []
         model.eval()
+        c = self.config
         for i in range(0, windows.num_windows, per):
-            z = sample_paths(model, self.sampler, torch.from_numpy(windows.history[i:i + per]),
+            hist = windows.history[i:i + per]  # (n, max_lag + C, D) model space
+            scale = np.ones((hist.shape[0], 1, hist.shape[2]), dtype=np.float32)  # (n, 1, D)
+            if c.scaling == "context":
+                scale = context_scale(hist[:, hist.shape[1] - self.spec.context_length:], c.scale_floor)
+            z = sample_paths(model, self.sampler, torch.from_numpy(np.ascontiguousarray(hist / scale)),
                              torch.from_numpy(windows.time_features[i:i + per]), lags=self.spec.lags,
                              prediction_length=self.spec.prediction_length, num_samples=s, generator=gen)
-            parts.append(self.transform.inverse(z.cpu().numpy(), windows.last_value[i:i + per, None, :]))
+            z = z.cpu().numpy() * scale[:, None]  # (n, S, P, D) back to model space
+            parts.append(self.transform.inverse(z, windows.last_value[i:i + per, None, :]))
         return np.concatenate(parts, axis=0)
 
     def time_features(self, start: Any, length: int) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from dforce_core import DiffusionConfig, DiffusionLoss
 from dforce_datasets.timeseries import make_windows, sample_starts
 from dforce_forecast.config import ForecastConfig
-from dforce_forecast.data import PreparedData
+from dforce_forecast.data import PreparedData, context_scale
 from dforce_train import JSONLLogger, StepContext, TrainConfig, Trainer
 
 
@@ -42,15 +42,24 @@ def diffusion_config(config: ForecastConfig, noise_level_mode: str) -> Diffusion
 WINDOW_BACKEND = "numpy"
 
 
-def training_batch(data: PreparedData, starts: np.ndarray) -> dict[str, torch.Tensor]:
-    """Windows at ``starts`` of the model-space training series: x (N, C+P, D), cond (N, C+P, L*D + 2F)."""
+def training_batch(data: PreparedData, starts: np.ndarray, *, scaling: str = "none",
+                   scale_floor: float = 0.1) -> dict[str, torch.Tensor]:
+    """Windows at ``starts`` of the model-space training series: x (N, C+P, D), cond (N, C+P, L*D + 2F).
+
+    ``scaling="context"`` divides each window's target and lags by its context scale (``context_scale``).
+    """
     wb = make_windows(data.train_z, data.train_features, starts, data.spec, backend=WINDOW_BACKEND)
-    n, t, n_lags, d = wb.lags.shape
-    cond = np.concatenate([wb.lags.reshape(n, t, n_lags * d), wb.time_features], axis=-1)
-    return {"x": torch.from_numpy(np.ascontiguousarray(wb.target)), "cond": torch.from_numpy(cond)}
+    target, lags = wb.target, wb.lags  # (N, C+P, D), (N, C+P, L, D)
+    n, t, n_lags, d = lags.shape
+    if scaling == "context":
+        scale = context_scale(target[:, : data.spec.context_length], scale_floor)  # (N, 1, D)
+        target, lags = target / scale, lags / scale[:, :, None, :]
+    cond = np.concatenate([lags.reshape(n, t, n_lags * d), wb.time_features], axis=-1).astype(np.float32)
+    return {"x": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)), "cond": torch.from_numpy(cond)}
 
 
-def batch_stream(data: PreparedData, batch_size: int, seed: int) -> Callable[[int], Iterator[dict]]:
+def batch_stream(data: PreparedData, batch_size: int, seed: int, *, scaling: str = "none",
+                 scale_floor: float = 0.1) -> Callable[[int], Iterator[dict]]:
     """``make_batches(start_step)`` for the Trainer: batch of step s drawn from an RNG seeded by (seed, s)."""
     n_time = data.train_z.shape[0]
 
@@ -58,7 +67,8 @@ def batch_stream(data: PreparedData, batch_size: int, seed: int) -> Callable[[in
         step = start
         while True:
             rng = np.random.default_rng([int(seed), 104729, step])
-            yield training_batch(data, sample_starts(n_time, data.spec, batch_size, rng))
+            yield training_batch(data, sample_starts(n_time, data.spec, batch_size, rng), scaling=scaling,
+                                 scale_floor=scale_floor)
             step += 1
 
     return make
@@ -100,7 +110,8 @@ def train(model: torch.nn.Module, data: PreparedData, config: ForecastConfig, *,
     out = Path(out_dir) if out_dir is not None else None
     logger = JSONLLogger(out / "metrics.jsonl") if out is not None else None
     trainer = Trainer(model, loss_fn, tcfg, logger=logger, model_config=config.to_dict())
-    make_batches = batch_stream(data, config.batch_size, seed)
+    make_batches = batch_stream(data, config.batch_size, seed, scaling=config.scaling,
+                                scale_floor=config.scale_floor)
     t0 = time.perf_counter()
     budget = None if max_minutes is None else 60.0 * max_minutes
     report = TrainReport(0, 0, 0, float("inf"))
