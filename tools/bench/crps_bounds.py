@@ -32,11 +32,11 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-
-from dforce_datasets.timeseries import DATASETS, load_dataset, to_multivariate
 from dforce_forecast.baselines import SeasonalRandomWalk
 from dforce_forecast.data import prepare
 from dforce_forecast.metrics import crps_sum
+
+from dforce_datasets.timeseries import DATASETS, load_dataset, to_multivariate
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
