@@ -75,6 +75,7 @@ def test_run_seeds_transformer_and_tf(tmp_path, tiny_daily, capsys):
     (["--threads", "0"], "--threads must be"),
     (["--z-dim", "0"], "z_dim must be"),
     (["--plot-window", "9"], "--plot-window must be"),
+    (["--val-windows", "0"], "--val-windows must be"),
 ])
 def test_run_rejects_bad_arguments(tmp_path, tiny_daily, capsys, extra, message):
     argv = ["run", "--dataset", str(tiny_daily), "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "o"),

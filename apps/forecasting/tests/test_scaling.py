@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -106,3 +107,13 @@ def test_cli_runs_naive_vol_and_refuses_scaling_on_levels(tiny_daily, tmp_path, 
     assert "naive_vol" in out
     assert main([*args, "--methods", "df", "--scaling", "context"]) == 2  # level target: a clear error
     assert "needs target='delta'" in capsys.readouterr().err
+    fast = ["--z-dim", "8", "--network-size", "4", "--num-gru-layers", "1", "--batch-size", "4",
+            "--batches-per-epoch", "2", "--max-epochs", "1", "--sampling-steps", "2", "--num-samples", "4",
+            "--val-num-samples", "3", "--warmup-steps", "0"]
+    out = tmp_path / "scaled"
+    argv = ["run", "--dataset", str(tiny_daily), "--out", str(out), "--no-plots", "--quiet", "--methods", "df",
+            "--target", "delta", "--scaling", "context", "--val-windows", "3", *fast]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["val_windows"] == 3 and results["config"]["scaling"] == "context"
+    assert np.isfinite(results["runs"][0]["crps_sum"])

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stabilization-level", type=int, default=d.stabilization_level,
                    help="DF: generated tokens are fed back at this level - 1 (paper: 19 for 50 DDIM steps)")
     g.add_argument("--num-samples", type=int, default=d.num_samples, help="sample paths per test window")
+    g.add_argument("--val-windows", type=int, default=None,
+                   help="validation windows drawn from the training split (default: as many as the test windows, "
+                        "the paper's protocol)")
     g.add_argument("--val-num-samples", type=int, default=d.val_num_samples,
                    help="sample paths per validation window")
     return parser
@@ -122,7 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
         args.dataset, methods=args.methods, seeds=args.seeds, seed_offset=args.seed_offset,
         max_minutes=args.max_minutes, out=args.out, config=config_from_args(args), data_dir=args.data_dir,
         cache_dir=args.cache_dir, download=not args.no_download, progress=not args.quiet, plots=not args.no_plots,
-        plot_window=args.plot_window)
+        plot_window=args.plot_window, val_windows=args.val_windows)
     print(format_table(results))
     print(json.dumps({"results": results["results_path"],
                       **{m: s["crps_sum"]["mean"] for m, s in results["summary"].items()}}))

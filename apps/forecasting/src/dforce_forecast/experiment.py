@@ -62,12 +62,16 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
                    seed_offset: int = 0, max_minutes: float | None = None, out: str | Path = "forecast_runs",
                    config: ForecastConfig | None = None, data_dir: str | None = None, cache_dir: str | None = None,
                    download: bool = True, progress: bool = True, plots: bool = True,
-                   plot_window: int = -1, max_plot_series: int = 8) -> dict[str, Any]:
+                   plot_window: int = -1, max_plot_series: int = 8,
+                   val_windows: int | None = None) -> dict[str, Any]:
     """Train and score every method for ``seeds`` seeds; write ``results.json`` (after every run) and PNGs."""
     config = config if config is not None else ForecastConfig()
     methods = parse_methods(methods)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"--seeds must be an int >= 1, got {seeds!r}")
+    if val_windows is not None and (isinstance(val_windows, bool) or not isinstance(val_windows, int)
+                                    or val_windows < 1):
+        raise ValueError(f"--val-windows must be an int >= 1, got {val_windows!r}")
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
     out = Path(out)
@@ -82,7 +86,8 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
         "prediction_length": data.spec.prediction_length, "context_length": data.spec.context_length,
         "lags": list(data.spec.lags), "num_test_windows": n_win, "train_steps": int(data.train_raw.shape[0]),
         "methods": methods, "seeds": [seed_offset + i for i in range(seeds)], "max_minutes": max_minutes,
-        "config": config.to_dict(), "load_seconds": time.perf_counter() - t_load,
+        "config": config.to_dict(), "val_windows": val_windows if val_windows is not None else n_win,
+        "load_seconds": time.perf_counter() - t_load,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cuda": torch.cuda.is_available()},
@@ -101,7 +106,8 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
                 train_s = 0.0
             else:
                 model = Forecaster(config, method)
-                report = model.fit(data, seed=seed, max_minutes=max_minutes, out_dir=run_dir, progress=progress)
+                report = model.fit(data, seed=seed, max_minutes=max_minutes, out_dir=run_dir, progress=progress,
+                                   val_windows=val_windows)
                 record["train"] = report.to_dict()
                 model.save(run_dir / "forecaster")
                 train_s = time.perf_counter() - t0
