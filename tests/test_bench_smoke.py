@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,26 @@ def test_stability_task_helpers():
     assert bench.frechet_distance(a, torch.randn(4000, 3, generator=g)) < 0.02
     assert bench.frechet_distance(a, a + 1.0) == pytest.approx(3.0, rel=0.02)  # mean shift of 1 in 3 dims
     assert bench.sliced_wasserstein(a, a) < 1e-9 < bench.sliced_wasserstein(a, a + 1.0)
+
+
+def test_crps_bounds_sign_blind_bound_matches_the_metric():
+    """The sign-blind bound 10 sum|d| / (19 sum|y|) is the two-point forecast's crps_sum averaged over both signs
+    of every move (it pays 9 d on an up move and 11 d on a down move)."""
+    pytest.importorskip("dforce_forecast")
+    from dforce_forecast.metrics import crps_sum
+
+    bench = _load("crps_bounds")
+    rng = np.random.default_rng(0)
+    last = np.full((3, 2), 5.0)  # (N, D)
+    dev = np.abs(rng.standard_normal((3, 4))) + 0.1  # (N, P) size of each move of the sum
+    scores = []
+    for sign in (1.0, -1.0):
+        truth = last[:, None] + sign * np.stack([dev, np.zeros_like(dev)], axis=-1)  # (N, P, D): series 0 moves
+        samples = bench.sign_blind_samples(truth, last, 100)  # (N, S, P, 1)
+        scores.append(crps_sum(samples, truth.sum(-1, keepdims=True)))
+        assert bench.sign_blind_bound(truth, last) == pytest.approx(10 * dev.sum() / (19 * np.abs(truth.sum(-1)).sum()))
+    up, down = scores
+    expected = [k * dev.sum() / (19 * np.abs(10 + s * dev).sum()) for k, s in ((9, 1), (11, -1))]
+    assert up == pytest.approx(expected[0]) and down == pytest.approx(expected[1])
+    walk = bench.scaled_walk(np.ones((2, 3, 4, 2)), np.zeros((2, 2)), np.array([0.5, 2.0]))
+    assert walk[0].max() == 0.5 and walk[1].max() == 2.0
