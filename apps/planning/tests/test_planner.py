@@ -43,6 +43,29 @@ def test_goal_reward_stop_term_matches_hand_computation(make_model):
         PlannerConfig(stop_weight=-1.0)
 
 
+def test_goal_reward_tanh_distance_matches_hand_computation(make_model):
+    _, spec = make_model()
+    norm = spec.normalizer()
+    # two planned frames, 0.5 and 4 world units from the goal (fs = 1 token of 1 frame after the context)
+    world = torch.tensor([[[1.5, 1.0, 0.0, 0.0], [1.0, 5.0, 0.0, 0.0]]])  # (1, 2, 4)
+    frames = torch.cat([norm.norm_obs(world), torch.zeros(1, 2, 2)], dim=-1)  # (1, 2, 6)
+    x = torch.cat([torch.zeros(1, 1, 6), frames], dim=1).requires_grad_()  # (1, 3, 6): context first
+    goals = torch.tensor([[1.0, 1.0]])
+    r = GoalReward(goals, norm, 1, steps=2, distance="tanh")(x)
+    assert r.item() == pytest.approx(-(2 * np.tanh(0.25) + 2 * np.tanh(2.0)), abs=1e-5)
+    assert GoalReward(goals, norm, 1, steps=2)(x).item() == pytest.approx(-4.5, abs=1e-5)  # linear by default
+    # the pull toward the goal fades with distance: d f / d d = 1 - tanh(d/2)^2 times the linear reward's pull
+    (g_tanh,) = torch.autograd.grad(r, x)
+    (g_lin,) = torch.autograd.grad(GoalReward(goals, norm, 1, steps=2)(x), x)
+    for frame, d in ((1, 0.5), (2, 4.0)):
+        assert torch.allclose(g_tanh[0, frame], (1 - np.tanh(d / 2) ** 2) * g_lin[0, frame], atol=1e-6)
+    assert g_lin[0, 2].abs().max() > 0
+    with pytest.raises(ValueError, match="goal_distance"):
+        PlannerConfig(goal_distance="square")
+    with pytest.raises(ValueError, match="distance"):
+        GoalReward(goals, norm, 1, steps=2, distance="square")
+
+
 @pytest.mark.parametrize("stop_weight", [0.0, 1.5])
 def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
     model, spec = make_model()

@@ -140,7 +140,8 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
 
 
 def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight, "mc_samples": args.mc_samples,
+    return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight,
+            "goal_distance": args.goal_distance, "mc_samples": args.mc_samples,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller}
 
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--latency-batch", type=int, default=1, help="envs in the latency comparison (0 = skip)")
     ev.add_argument("--guidance-scale", type=float)
     ev.add_argument("--stop-weight", type=float, help="reward weight of speed near the goal (0: goal distance only)")
+    ev.add_argument("--goal-distance", choices=["linear", "tanh"],
+                    help="reward per frame: the goal distance d (paper) or 2 tanh(d/2) (the authors' main: code)")
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)

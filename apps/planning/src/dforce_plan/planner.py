@@ -40,6 +40,7 @@ from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 METHODS = ("df_mcg", "df", "diffuser")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
+GOAL_DISTANCES = ("linear", "tanh")  # how a frame's goal distance d enters the reward: d, or 2 tanh(d / 2)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class PlannerConfig:
     method: str = "df_mcg"
     guidance_scale: float = 1.0
     stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
+    goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2), the main: code's squashing
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -69,6 +71,8 @@ class PlannerConfig:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
         if not float(self.stop_weight) >= 0.0:
             raise ValueError(f"stop_weight must be >= 0, got {self.stop_weight}")
+        if self.goal_distance not in GOAL_DISTANCES:
+            raise ValueError(f"goal_distance must be one of {GOAL_DISTANCES}, got {self.goal_distance!r}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
             raise ValueError(f"mc_samples must be an int >= 1, got {self.mc_samples!r}")
         if self.horizon is not None and self.horizon < 1:
@@ -87,9 +91,12 @@ class PlannerConfig:
 
 
 class GoalReward:
-    """R(x) = -sum_t (||p_t - g|| + w exp(-||p_t - g||^2) s(v_t)) over planned frames inside the horizon.
+    """R(x) = -sum_t (f(||p_t - g||) + w exp(-||p_t - g||^2) s(v_t)) over planned frames inside the horizon.
 
-    World units, one value per row. The first term is the paper's goal distance (reference §3.2); the second,
+    World units, one value per row. The first term is the paper's goal distance (reference §3.2), f(d) = d; with
+    ``distance="tanh"`` it is f(d) = 2 tanh(d / 2), the squashing of the authors' ``main:`` code (reference §3.1)
+    rescaled to slope 1 at the goal: its pull fades with distance (1 at the goal, 0.42 at 2 units, 0.07 at 4),
+    so far parts of a plan follow the model's prior and near parts are drawn in. The second term,
     off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
@@ -101,9 +108,12 @@ class GoalReward:
     """
 
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
-                 stop_weight: float = 0.0) -> None:
+                 stop_weight: float = 0.0, distance: str = "linear") -> None:
+        if distance not in GOAL_DISTANCES:
+            raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
         self.goals = goals  # (B, 2) world
         self.stop_weight = float(stop_weight)
+        self.distance = distance
         self.normalizer = normalizer
         self.frame_stack = frame_stack
         self.steps = steps
@@ -115,13 +125,14 @@ class GoalReward:
         if pos.shape[0] != goals.shape[0]:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
+        cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
         if self.stop_weight:
             vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
             near = torch.exp(-dist.detach().pow(2))  # (N, H*fs): where speed counts, constant under the gradient
-            dist = dist + self.stop_weight * near * speed  # (N, H*fs)
-        inside = (torch.arange(dist.shape[1], device=dist.device) < self.steps).to(dist.dtype)  # (H*fs,)
-        return -(dist * inside).sum(dim=-1)  # (N,)
+            cost = cost + self.stop_weight * near * speed  # (N, H*fs)
+        inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
+        return -(cost * inside).sum(dim=-1)  # (N,)
 
 
 class LoopMonteCarloGuidance(MonteCarloGuidance):
@@ -227,7 +238,7 @@ class Planner:
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
-        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight)
+        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
