@@ -97,3 +97,17 @@ def test_cli_rejects_bad_values(capsys):
         main(["eval", "--ckpt", "x", "--method", "nope"])
     assert main(["eval", "--ckpt", "/tmp", "--threads", "0"]) == 2
     torch.set_num_threads(1)
+
+
+def test_cli_choices_mirror_the_planner():
+    """The CLI spells the planner's options out (it must not import torch to parse); they must not drift."""
+    import argparse
+
+    from dforce_plan import planner
+    from dforce_plan.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    choices = {a.dest: tuple(a.choices) for a in sub.choices["eval"]._actions if a.choices}
+    assert choices["method"] == planner.METHODS
+    assert choices["controller"] == planner.CONTROLLERS
+    assert choices["goal_distance"] == planner.GOAL_DISTANCES
