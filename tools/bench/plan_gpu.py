@@ -1,94 +1,223 @@
 #!/usr/bin/env python3
-"""Train and evaluate the full maze2d planning setup (DF + MCG, DF w/o MCG, Diffuser-style) on a GPU.
+"""Train and evaluate the maze2d planning setup (DF + MCG, DF w/o MCG, Diffuser-style) on a GPU, within a deadline.
 
-NOT YET RUN ON A GPU: written and smoke-tested on CPU only (``--smoke``); the budgets below are a plan, not a
-measured recipe. For each maze it
+For each maze it
 
-1. generates D4RL-size datasets (1M / 2M / 4M steps, noisy actions like the released files) with
+1. generates a D4RL-size dataset (1M / 2M / 4M steps, noisy actions like the released files) with
    ``dforce-plan data``;
-2. trains the DF model (the ``main:`` planning transformer size: d_model 128, 12 layers; plans of the whole
-   episode) and the Diffuser-style model (non-causal, full-sequence levels, Diffuser's horizon) with
-   ``dforce-plan train`` (batch 1024, ``--steps`` updates, bf16 is not used: fp32 keeps guidance gradients exact);
-3. evaluates ``df_mcg``, ``df`` and ``diffuser`` on 100 seeded episodes, single-task and Multi2D, with
-   ``dforce-plan eval --both``;
+2. trains the DF model (default: the ``main:`` planning transformer size, d_model 128, 12 layers; plans of the
+   whole episode) and, if asked, the Diffuser-style model, with ``dforce-plan train`` for ``--steps`` updates or
+   ``--train-minutes`` of wall clock, whichever ends first (bf16 autocast by default; sampling stays fp32);
+3. exports the EMA weights (``dforce-plan export``) and evaluates each method on ``--episodes`` seeded episodes,
+   single-task first, then Multi2D, with ``dforce-plan eval`` (latency against the uncached path included).
 
-and writes every summary plus one table (JSON, last line on stdout) to ``--out``. It only calls the
-``dforce-plan`` command line (nothing imports the app). Usage::
+Mazes run concurrently (``--parallel``, one pipeline per maze sharing the GPU). Every finished step is written at
+once to ``--out``/table.json (and mirrored to ``--export``), so a run cut by ``--deadline-minutes`` keeps what it
+finished; unfinished evaluations are listed as such. It only calls the ``dforce-plan`` command line. Usage::
 
-    uv run python tools/bench/plan_gpu.py --out runs/plan_gpu                      # all mazes, full budget
-    uv run python tools/bench/plan_gpu.py --mazes umaze --steps 50000              # one maze
-    uv run python tools/bench/plan_gpu.py --smoke --out /tmp/plan_smoke            # minutes on a CPU
+    python tools/bench/plan_gpu.py --out runs/plan_gpu                         # all mazes, 100k updates each
+    python tools/bench/plan_gpu.py --mazes medium large --train-minutes 3.5 --deadline-minutes 8 --parallel
+    python tools/bench/plan_gpu.py --smoke --out /tmp/plan_smoke               # minutes on a CPU
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
+import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PAPER = {"umaze": (116.7, 119.1), "medium": (149.4, 152.3), "large": (159.0, 167.1)}
 
 
-def run(cmd: list[str]) -> dict:
-    """Run one dforce-plan command; return its JSON stdout."""
-    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"command failed with status {proc.returncode}: {' '.join(cmd)}")
-    return json.loads(proc.stdout)
+class Bench:
+    """Shared state of one run: the deadline, the table and the log, written after every step."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + 60.0 * args.deadline_minutes if args.deadline_minutes else None
+        self.out = Path(args.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.export = Path(args.export) if args.export else None
+        if self.export:
+            self.export.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.record: dict = {"config": vars(args), "system": system_info(), "train": {}, "rows": [], "skipped": []}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    def log(self, msg: str) -> None:
+        line = f"[{self.elapsed():7.1f} s] {msg}"
+        print(line, file=sys.stderr, flush=True)
+        with self.lock, open(self.out / "log.txt", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def save(self) -> None:
+        with self.lock:
+            self.record["seconds"] = round(self.elapsed(), 1)
+            text = json.dumps(self.record, indent=2, default=str)
+            (self.out / "table.json").write_text(text, encoding="utf-8")
+            if self.export:
+                (self.export / "table.json").write_text(text, encoding="utf-8")
+                shutil.copyfile(self.out / "log.txt", self.export / "log.txt")
+
+    def run(self, name: str, cmd: list[str], reserve: float = 0.0) -> dict | None:
+        """Run one dforce-plan command (its stderr to ``name``.log); its JSON stdout, or None if it failed/timed out."""
+        left = self.left()
+        timeout = None if left is None else left - reserve
+        if timeout is not None and timeout < 5:
+            self.log(f"skip {name}: deadline")
+            return None
+        self.log("+ " + " ".join(cmd))
+        t = time.perf_counter()
+        with open(self.out / f"{name}.log", "w", encoding="utf-8") as err:
+            try:
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                self.log(f"TIMEOUT {name} after {time.perf_counter() - t:.0f} s")
+                return None
+        if proc.returncode != 0:
+            tail = (self.out / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-2000:]
+            self.log(f"FAILED {name} (status {proc.returncode}):\n{tail}")
+            return None
+        self.log(f"done {name} in {time.perf_counter() - t:.0f} s")
+        return json.loads(proc.stdout)
+
+
+def system_info() -> dict:
+    info = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+def pipeline(bench: Bench, maze: str) -> None:
+    """data -> train -> export -> evaluations of one maze; results go into bench.record as they finish."""
+    a = bench.args
+    exe = [sys.executable, "-m", "dforce_plan"]
+    threads = ["--threads", str(a.threads)] if a.threads else []
+    data = bench.out / f"{maze}.hdf5"
+    if not data.exists():
+        made = bench.run(f"{maze}_data", exe + ["data", "--maze", maze, "--out", str(data), "--quiet"]
+                         + (["--steps", str(a.data_steps)] if a.data_steps else []))
+        if made is None:
+            return
+    kinds = ["df"] if all(m != "diffuser" for m in a.methods) else ["df", "diffuser"]
+    if all(m == "diffuser" for m in a.methods):
+        kinds = ["diffuser"]
+    slim = {}
+    for kind in kinds:
+        run_dir = bench.out / f"{maze}_{kind}"
+        budget = ["--max-minutes", str(a.train_minutes)] if a.train_minutes else []
+        fit = bench.run(f"{maze}_{kind}_train", exe + [
+            "train", "--data", str(data), "--maze", maze, "--kind", kind, "--out", str(run_dir), "--size", a.size,
+            "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--warmup", str(a.warmup),
+            "--ema", str(a.ema), "--ckpt-every", str(a.ckpt_every), "--precision", a.precision,
+            "--device", a.device, "--resume", "--quiet"] + budget + threads)
+        if fit is None:
+            continue
+        with bench.lock:
+            bench.record["train"][f"{maze}_{kind}"] = fit
+        slim[kind] = bench.out / f"{maze}_{kind}_slim"
+        shutil.rmtree(slim[kind], ignore_errors=True)
+        if bench.run(f"{maze}_{kind}_export", exe + ["export", "--ckpt", str(run_dir), "--out", str(slim[kind])]) is None:
+            slim.pop(kind)
+            continue
+        if bench.export and a.export_weights:
+            for f in ("model.safetensors", "state.json"):
+                shutil.copyfile(slim[kind] / f, bench.export / f"{maze}_{kind}_{f}")
+        bench.save()
+    for multi in ([False, True] if a.multi2d else [False]):
+        for method in a.methods:
+            kind = "diffuser" if method == "diffuser" else "df"
+            tag = f"{maze}{'_multi' if multi else ''}_{method}"
+            if kind not in slim:
+                with bench.lock:
+                    bench.record["skipped"].append({"eval": tag, "why": f"no {kind} model"})
+                continue
+            extra = ["--sampling-steps", "2", "--replan-every", "100"] if a.smoke else []
+            result = bench.run(tag, exe + [
+                "eval", "--ckpt", str(slim[kind]), "--method", method, "--maze", maze,
+                "--episodes", str(a.episodes), "--out", str(bench.out / "eval"), "--device", a.device, "--quiet",
+                "--wandb", "off"] + (["--multi"] if multi else []) + extra + threads)
+            with bench.lock:
+                if result is None:
+                    bench.record["skipped"].append({"eval": tag, "why": "deadline or failure (see log.txt)"})
+                for env_id, r in (result or {}).items():
+                    bench.record["rows"].append({
+                        "env_id": env_id, "method": method, "score": r["score"], "sem": r["score_sem"],
+                        "success_rate": r["success_rate"], "steps_to_goal": r["steps_to_goal"],
+                        "paper_df": PAPER[maze][1 if multi else 0], "episodes": r["episodes"],
+                        "replan_ms_per_env": r["replan_ms_per_env"], "wall_s": r.get("wall_s"),
+                        "latency": r.get("latency"), "planner": r.get("planner"), "picture": r.get("picture")})
+            if result and bench.export and method in a.export_pictures:
+                for r in result.values():
+                    if r.get("picture") and Path(r["picture"]).is_file() and not multi:
+                        shutil.copyfile(r["picture"], bench.export / Path(r["picture"]).name)
+            bench.save()
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/plan_gpu")
-    p.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"])
-    p.add_argument("--steps", type=int, default=100_000, help="training updates per model")
+    p.add_argument("--export", help="also mirror table.json, log.txt (and pictures / weights if asked) here")
+    p.add_argument("--export-pictures", nargs="*", default=[], metavar="METHOD",
+                   help="copy these methods' single-task PNGs to --export")
+    p.add_argument("--export-weights", action="store_true", help="copy the exported weights to --export")
+    p.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=list(PAPER))
+    p.add_argument("--methods", nargs="+", default=["df_mcg", "df", "diffuser"], choices=["df_mcg", "df", "diffuser"])
+    p.add_argument("--no-multi2d", dest="multi2d", action="store_false", help="single-task evaluations only")
+    p.add_argument("--parallel", action="store_true", help="run the mazes concurrently on the one GPU")
+    p.add_argument("--steps", type=int, default=100_000, help="training updates per model (upper bound)")
+    p.add_argument("--train-minutes", type=float, help="wall-clock budget per model")
+    p.add_argument("--deadline-minutes", type=float, help="stop everything (keeping finished results) after this")
+    p.add_argument("--data-steps", type=int, help="dataset size (default D4RL's)")
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--ckpt-every", type=int, default=2000)
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--size", default="paper", choices=["tiny", "small", "paper"])
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", choices=["cuda", "cpu", "auto"], help="default cuda (cpu with --smoke)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of every command")
     p.add_argument("--smoke", action="store_true", help="tiny budgets on CPU, to check the script end to end")
     args = p.parse_args()
     if args.smoke:
-        args.steps, args.batch_size, args.size, args.episodes, args.device = 20, 16, "tiny", 2, "cpu"
+        args.steps, args.batch_size, args.size, args.episodes = 20, 16, "tiny", 2
+        args.device = args.device or "cpu"
+        args.lr, args.warmup, args.precision, args.data_steps = 1e-3, 2, "fp32", args.data_steps or 20_000
         args.threads = args.threads or 1
-    exe = [sys.executable, "-m", "dforce_plan"]
-    threads = ["--threads", str(args.threads)] if args.threads else []
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = []
-    t0 = time.perf_counter()
-    for maze in args.mazes:
-        data = out / f"{maze}.hdf5"
-        if not data.exists():
-            run(exe + ["data", "--maze", maze, "--out", str(data), "--quiet"]
-                + (["--steps", "20000"] if args.smoke else []))
-        runs = {}
-        for kind in ("df", "diffuser"):
-            runs[kind] = out / f"{maze}_{kind}"
-            train = run(exe + ["train", "--data", str(data), "--maze", maze, "--kind", kind, "--out", str(runs[kind]),
-                               "--size", args.size, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-                               "--lr", "5e-4" if not args.smoke else "1e-3", "--warmup", "2000" if not args.smoke else "2",
-                               "--ema", "0.999", "--ckpt-every", "5000", "--device", args.device, "--resume", "--quiet"]
-                        + threads)
-            (out / f"{maze}_{kind}_train.json").write_text(json.dumps(train, indent=2))
-        for method in ("df_mcg", "df", "diffuser"):
-            ckpt = runs["diffuser" if method == "diffuser" else "df"]
-            extra = ["--sampling-steps", "2", "--replan-every", "100"] if args.smoke else []
-            result = run(exe + ["eval", "--ckpt", str(ckpt), "--method", method, "--maze", maze, "--both",
-                                "--episodes", str(args.episodes), "--out", str(out / "eval"), "--device", args.device,
-                                "--quiet"] + extra + threads)
-            for env_id, r in result.items():
-                table.append({"env_id": env_id, "method": method, "score": r["score"], "sem": r["score_sem"],
-                              "success_rate": r["success_rate"], "steps_to_goal": r["steps_to_goal"],
-                              "paper_df": PAPER[maze][1 if "multi" in env_id else 0],
-                              "replan_ms_per_env": r["replan_ms_per_env"], "latency": r.get("latency")})
-    (out / "table.json").write_text(json.dumps(table, indent=2))
-    print(json.dumps({"rows": table, "seconds": round(time.perf_counter() - t0, 1)}))
+    args.device = args.device or "cuda"
+    bench = Bench(args)
+    bench.log(f"system {bench.record['system']}")
+    bench.save()
+    workers = len(args.mazes) if args.parallel else 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(pipeline, bench, maze) for maze in args.mazes]:
+            future.result()
+    bench.save()
+    print(json.dumps({"rows": bench.record["rows"], "skipped": bench.record["skipped"],
+                      "seconds": round(bench.elapsed(), 1)}))
     return 0
 
 

@@ -64,6 +64,38 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     assert "trained on umaze" in capsys.readouterr().err
 
 
+def test_cli_train_time_budget_and_export(tmp_path, capsys):
+    data = tmp_path / "u.hdf5"
+    assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    capsys.readouterr()
+    tiny = ["--n-tokens", "3", "--d-model", "16", "--n-layers", "1", "--n-heads", "2", "--threads", "1", "--quiet",
+            "--device", "cpu", "--ema", "0.5"]
+    run = tmp_path / "run"
+    # a 0.0002-minute (12 ms) budget stops long before 100000 steps, with a checkpoint
+    assert main(["train", "--data", str(data), "--out", str(run), "--steps", "100000", "--max-minutes", "0.0002",
+                 "--precision", "bf16", *tiny]) == 0
+    fit = json.loads(capsys.readouterr().out)
+    assert fit["out_of_time"] and 1 <= fit["step"] < 100000
+    assert main(["train", "--data", str(data), "--out", str(run), "--max-minutes", "0", *tiny]) == 2
+    assert "--max-minutes must be > 0" in capsys.readouterr().err
+    slim = tmp_path / "slim"
+    assert main(["export", "--ckpt", str(run), "--out", str(slim)]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["step"] == fit["step"] and sorted(p.name for p in slim.iterdir()) == ["model.safetensors",
+                                                                                          "state.json"]
+    from dforce_plan.model import load_model
+
+    full, _ = load_model(run)  # EMA weights
+    raw, _ = load_model(run, use_ema=False)
+    small, spec = load_model(slim)
+    assert spec.d_model == 16
+    for (name, a), b, c in zip(full.state_dict().items(), small.state_dict().values(), raw.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(a, c) for a, c in zip(full.state_dict().values(), raw.state_dict().values()))
+    assert main(["export", "--ckpt", str(run), "--out", str(slim)]) == 2  # never overwrites
+    assert "not empty" in capsys.readouterr().err
+
+
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     shards = tmp_path / "shards"
     assert main(["data", "--steps", "2500", "--seed", "3", "--out", str(shards), "--quiet"]) == 0

@@ -247,6 +247,22 @@ def test_windows_tokens_padding_and_masks(d4rl_data):
         ds[len(ds)]
 
 
+@pytest.mark.parametrize("random_horizon", [False, True])
+def test_windows_batch_equals_stacked_items(d4rl_data, random_horizon):
+    ds = Maze2dWindows(d4rl_data, WindowConfig(n_tokens=4, frame_stack=3, stride=2, random_horizon=random_horizon,
+                                               seed=1), normalization="umaze")
+    n = len(ds)
+    indices = [0, 7, n - 1, n - 2, 3, 7, -1]  # repeats, the padded tail and a negative index
+    batch = ds.batch(indices)
+    for key in ("start", "tokens", "frame_valid", "valid"):
+        expected = torch.stack([ds[i][key] for i in indices])
+        assert batch[key].dtype == expected.dtype and batch[key].shape == expected.shape
+        assert torch.equal(batch[key], expected), key
+    assert not batch["valid"][2].all()  # the last window is padded
+    with pytest.raises(IndexError, match="window indices"):
+        ds.batch([0, n])
+
+
 def test_windows_normalization_and_random_horizon(d4rl_data):
     plain = Maze2dWindows(d4rl_data, WindowConfig(n_tokens=5, frame_stack=2))
     norm = Maze2dWindows(d4rl_data, WindowConfig(n_tokens=5, frame_stack=2), normalization="umaze")

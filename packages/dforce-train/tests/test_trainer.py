@@ -184,3 +184,37 @@ def test_fit_rejects_plain_iterable_and_bad_loss():
 def test_fp16_on_cpu_rejected():
     with pytest.raises(ValueError, match="fp16"):
         Trainer(nn.Linear(2, 1), _denoise_loss, TrainConfig(precision="fp16", device="auto", progress=False))
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_continues(tmp_path):
+    data = torch.randn(400, 8, 6, generator=torch.Generator().manual_seed(7))
+    slow = {"n": 0}
+
+    def make_batches(start):
+        for step in range(start, len(data)):
+            slow["n"] += 1
+            if step >= 3:
+                import time
+
+                time.sleep(0.05)  # steps 3.. are slow, so the 0.1 s budget runs out within a few of them
+            yield data[step]
+
+    cfg = _cfg(lr=1e-2, max_steps=400, max_seconds=0.1, out_dir=str(tmp_path), ckpt_every=None)
+    trainer = Trainer(DropoutNet(), _denoise_loss, cfg)
+    summary = trainer.fit(make_batches)
+    trainer.close()
+    assert summary.out_of_time and not summary.stopped_early
+    assert 3 <= summary.step < 20
+    assert summary.checkpoint == latest_checkpoint(tmp_path / "checkpoints")
+    assert summary.checkpoint.name.endswith(f"{summary.step:08d}")
+    # a resumed run with no budget continues from that step to max_steps
+    trainer = Trainer(DropoutNet(), _denoise_loss, _cfg(lr=1e-2, max_steps=40, out_dir=str(tmp_path), ckpt_every=None))
+    resumed = trainer.fit(make_batches, resume="auto")
+    trainer.close()
+    assert resumed.step == 40 and not resumed.out_of_time
+
+
+def test_time_budget_is_validated():
+    for bad in (0, -1.0, float("nan"), "5"):
+        with pytest.raises(ValueError, match="max_seconds"):
+            _cfg(max_seconds=bad)

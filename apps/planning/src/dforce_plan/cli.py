@@ -1,7 +1,7 @@
 """``dforce-plan``: Diffusion Forcing planning in D4RL maze2d with Monte Carlo Guidance.
 
-Sub-commands: ``data`` (generate or load a dataset), ``train``, ``eval`` and ``quickstart`` (all of it, small,
-on umaze). Run ``dforce-plan <command> --help`` for the options.
+Sub-commands: ``data`` (generate or load a dataset), ``train``, ``eval``, ``export`` (EMA weights as a slim
+inference checkpoint) and ``quickstart`` (all of it, small, on umaze). Run ``dforce-plan <command> --help`` for the options.
 """
 
 from __future__ import annotations
@@ -103,6 +103,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     from .presets import DF_TOKENS, DIFFUSER_TOKENS, model_preset
 
     _threads(args.threads)
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise CliError(f"--max-minutes must be > 0, got {args.max_minutes}")
     data = load_data(args.data)
     size = model_preset(args.size)
     for key in ("d_model", "n_layers", "n_heads"):
@@ -112,10 +114,11 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
                       ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
-                      seed=args.seed, progress=not args.quiet, device=args.device)
+                      seed=args.seed, progress=not args.quiet, device=args.device, precision=args.precision,
+                      max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
     _, summary = train(data, spec, cfg, batch_size=args.batch_size, resume="auto" if args.resume else None)
     return {"checkpoint": str(summary.checkpoint), "step": summary.step, "seconds": round(summary.elapsed_s, 1),
-            "final_metrics": summary.metrics, "model": spec.to_dict()}
+            "out_of_time": summary.out_of_time, "final_metrics": summary.metrics, "model": spec.to_dict()}
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -161,6 +164,30 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                          latency_batch=args.latency_batch, progress=not args.quiet)
         results[cfg.env_id] = evaluate(planner, cfg, args.out, wandb=args.wandb)
     return results
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    """A slim inference checkpoint: the EMA weights as ``model.safetensors`` plus ``state.json`` (no optimizer)."""
+    from dforce_train import resolve_checkpoint
+    from safetensors.torch import save_model
+
+    from .model import load_model
+
+    if not Path(args.ckpt).exists():
+        raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
+    model, spec = load_model(args.ckpt)  # EMA weights applied when the checkpoint has them
+    source = resolve_checkpoint(args.ckpt)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"--out {out} exists and is not empty; give a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    state = json.loads((source / "state.json").read_text(encoding="utf-8"))
+    save_model(model, str(out / "model.safetensors"), metadata={"step": str(state.get("step", ""))})
+    (out / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+    return {"checkpoint": str(out), "source": str(source), "step": state.get("step"), "model": spec.to_dict(),
+            "bytes": sum(f.stat().st_size for f in out.iterdir())}
 
 
 # ----------------------------------------------------------------------------------------------- quickstart
@@ -242,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-tokens", dest="n_tokens", type=int, help="plan tokens per window (default per maze)")
     tr.add_argument("--random-horizon", action="store_true", help="also pad windows at a random horizon")
     tr.add_argument("--steps", type=int, default=3000)
+    tr.add_argument("--max-minutes", type=float, help="wall-clock budget: stop (with a checkpoint) after this long")
+    tr.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                    help="autocast precision of training (bf16 on a GPU is faster; fp16 needs CUDA)")
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--warmup", type=int, default=200)
@@ -279,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=int)
     ev.add_argument("--quiet", action="store_true")
 
+    ex = sub.add_parser("export", help="write the EMA weights as a slim inference checkpoint (for eval / sharing)")
+    ex.add_argument("--ckpt", required=True, help="checkpoint directory or training run directory")
+    ex.add_argument("--out", required=True, help="new directory for model.safetensors + state.json")
     qs = sub.add_parser("quickstart", help="umaze end to end, small (about 10 minutes on 2 CPU cores)")
     qs.add_argument("--out", default="runs/quickstart")
     qs.add_argument("--data-steps", type=int, default=200_000)
@@ -293,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "quickstart": cmd_quickstart}
+COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "quickstart": cmd_quickstart}
 
 
 def main(argv: list[str] | None = None) -> int:

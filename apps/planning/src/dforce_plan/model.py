@@ -23,7 +23,7 @@ from torch import Tensor
 
 from dforce_backbones import CausalTransformer, CausalTransformerConfig
 from dforce_core import DiffusionConfig, DiffusionLoss
-from dforce_train import EMA, StepContext, TrainConfig, Trainer, load_checkpoint, resolve_checkpoint
+from dforce_train import EMA, StepContext, TrainConfig, Trainer, load_checkpoint, prefetch, resolve_checkpoint
 
 from .tokens import FRAME_DIM, Normalizer, with_context
 
@@ -119,6 +119,9 @@ def make_windows(dataset: dict[str, np.ndarray], spec: ModelSpec, seed: int = 0)
 
 def collate(windows, indices: np.ndarray) -> dict[str, Tensor]:
     """Stack the items ``indices`` of a Maze2dWindows into a batch dict of tensors."""
+    if hasattr(windows, "batch"):  # Maze2dWindows: one vectorised gather
+        batch = windows.batch(indices)
+        return {k: batch[k] for k in ("start", "tokens", "valid")}
     items = [windows[int(i)] for i in indices]
     return {k: torch.stack([it[k] for it in items]) for k in ("start", "tokens", "valid")}
 
@@ -160,7 +163,8 @@ def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, 
     model = spec.build()
     trainer = Trainer(model, PlanningLoss(spec), config, logger, model_config={"planning": spec.to_dict()})
     try:
-        summary = trainer.fit(lambda start: batch_stream(windows, batch_size, config.seed, start), resume=resume)
+        summary = trainer.fit(lambda start: prefetch(batch_stream(windows, batch_size, config.seed, start)),
+                              resume=resume)
     finally:
         trainer.close()
     if trainer.ema is not None:

@@ -16,6 +16,7 @@ from dforce_train.context import StepContext, step_generator, step_seed
 from dforce_train.distributed import DistInfo, barrier, cleanup, init_distributed, is_main, unwrap_model
 from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, MultiLogger, NullLogger, WandbLogger, make_logger, read_jsonl
+from dforce_train.prefetch import prefetch
 from dforce_train.trainer import FitSummary, NonFiniteLossError, Trainer, warmup_factor
 
 __version__ = "0.1.0"
@@ -51,5 +52,6 @@ __all__ = [
     "step_generator",
     "step_seed",
     "unwrap_model",
+    "prefetch",
     "warmup_factor",
 ]

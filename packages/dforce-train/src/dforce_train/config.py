@@ -28,6 +28,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 0
     max_steps: int = 100_000
+    max_seconds: float | None = None  # wall-clock budget of one `fit` call; None = no limit
     grad_clip: float | None = 1.0
     precision: Precision = "fp32"
     ema_decay: float | None = None
@@ -59,6 +60,11 @@ class TrainConfig:
             raise ValueError(f"warmup_steps must be an int >= 0 (0 = no warmup), got {self.warmup_steps!r}")
         if not _is_int(self.max_steps) or self.max_steps < 1:
             raise ValueError(f"max_steps must be an int >= 1, got {self.max_steps!r}")
+        if self.max_seconds is not None and (
+            not isinstance(self.max_seconds, (int, float)) or not math.isfinite(self.max_seconds)
+            or self.max_seconds <= 0
+        ):
+            raise ValueError(f"max_seconds must be a positive number or None (no limit), got {self.max_seconds!r}")
         if self.grad_clip is not None and (
             not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
         ):

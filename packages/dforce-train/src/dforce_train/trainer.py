@@ -69,6 +69,7 @@ class FitSummary:
     checkpoint: Path | None
     elapsed_s: float
     stopped_early: bool = False
+    out_of_time: bool = False  # stopped by `TrainConfig.max_seconds` before `max_steps`
 
 
 class Trainer:
@@ -181,7 +182,7 @@ class Trainer:
         cfg = self.config
         start_step = self.step
         t0 = time.perf_counter()
-        stopped_early = False
+        stopped_early = out_of_time = False
         if self.step >= cfg.max_steps:
             return FitSummary(self.step, dict(self.last_metrics), self._latest_path(), 0.0)
 
@@ -223,6 +224,9 @@ class Trainer:
                     window, window_n, window_t = {}, 0, now
                 if self.checkpoints is not None and cfg.ckpt_every is not None and self.step % cfg.ckpt_every == 0:
                     self.save()
+                if cfg.max_seconds is not None and self._out_of_time(t0, cfg.max_seconds):
+                    out_of_time = self.step < cfg.max_steps
+                    break
         finally:
             bar.close()
         if window_n:
@@ -235,7 +239,18 @@ class Trainer:
             checkpoint=self._latest_path(),
             elapsed_s=time.perf_counter() - t0,
             stopped_early=stopped_early,
+            out_of_time=out_of_time,
         )
+
+    def _out_of_time(self, t0: float, budget: float) -> bool:
+        """True once `budget` seconds have passed since `t0`; under DDP every rank agrees (checked at log steps)."""
+        late = time.perf_counter() - t0 >= budget
+        if not self.dist.is_distributed:
+            return late
+        if self.step % self.config.log_every != 0:
+            return False
+        flag = torch.tensor([1.0 if late else 0.0], device=self.device)
+        return bool(all_reduce_mean(flag).item() > 0)
 
     def _train_step(self, batch: Any) -> dict[str, float]:
         cfg = self.config

@@ -78,9 +78,20 @@ class Maze2dWindows(Dataset):
                              f"{cfg.frame_stack} frames")
         self._n = last // cfg.stride + 1
         self._n_frames = n_frames
+        self._pairs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self._n
+
+    def _real_frames(self, index: int) -> int:
+        """Real (unpadded) frames of window ``index``: up to the data's end and, if enabled, a random horizon."""
+        cfg = self.config
+        real = min(self._n_frames, len(self.obs) - 1 - index * cfg.stride)  # frames whose next observation exists
+        if cfg.random_horizon:
+            rng = np.random.default_rng([cfg.seed, index])
+            horizon = int(rng.integers(2, cfg.n_tokens + 1)) if cfg.n_tokens >= 2 else 1
+            real = min(real, horizon * cfg.frame_stack)
+        return real
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -self._n <= index < self._n:
@@ -88,11 +99,7 @@ class Maze2dWindows(Dataset):
         index %= self._n
         cfg = self.config
         t0 = index * cfg.stride
-        real = min(self._n_frames, len(self.obs) - 1 - t0)  # frames whose next observation exists
-        if cfg.random_horizon:
-            rng = np.random.default_rng([cfg.seed, index])
-            horizon = int(rng.integers(2, cfg.n_tokens + 1)) if cfg.n_tokens >= 2 else 1
-            real = min(real, horizon * cfg.frame_stack)
+        real = self._real_frames(index)
         frames = np.zeros((self._n_frames, self.frame_dim), dtype=np.float32)
         frames[:real, : self.obs.shape[1]] = self.obs[t0 + 1: t0 + 1 + real]
         frames[:real, self.obs.shape[1]:] = self.act[t0: t0 + real]
@@ -100,4 +107,29 @@ class Maze2dWindows(Dataset):
         tokens = frames.reshape(cfg.n_tokens, cfg.frame_stack * self.frame_dim)
         valid = frame_valid.reshape(cfg.n_tokens, cfg.frame_stack).all(axis=1)
         return {"start": torch.from_numpy(self.obs[t0].copy()), "tokens": torch.from_numpy(tokens),
+                "frame_valid": torch.from_numpy(frame_valid), "valid": torch.from_numpy(valid)}
+
+    def batch(self, indices) -> dict[str, torch.Tensor]:
+        """The items ``indices`` stacked (each key gains a leading batch axis), gathered in one vectorised pass."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)  # (B,)
+        if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
+            raise IndexError(f"window indices must lie in [-{self._n}, {self._n}), got {idx.min()}..{idx.max()}")
+        idx = idx % self._n
+        cfg = self.config
+        t0 = idx * cfg.stride  # (B,)
+        if cfg.random_horizon:
+            real = np.array([self._real_frames(int(i)) for i in idx], dtype=np.int64)  # (B,)
+        else:
+            real = np.minimum(self._n_frames, len(self.obs) - 1 - t0)  # (B,)
+        j = np.arange(self._n_frames)  # (F,)
+        frame_valid = j[None, :] < real[:, None]  # (B, F)
+        if self._pairs is None:  # row t = [o_{t+1}, a_t], built on first use
+            self._pairs = np.concatenate([self.obs[1:], self.act[:-1]], axis=1)  # (N - 1, obs + act)
+        rows = np.minimum(t0[:, None] + j, len(self._pairs) - 1)  # (B, F)
+        frames = np.take(self._pairs, rows, axis=0)  # (B, F, obs + act)
+        if not frame_valid.all():
+            frames *= frame_valid[..., None]
+        tokens = frames.reshape(len(idx), cfg.n_tokens, cfg.frame_stack * self.frame_dim)  # (B, T, fs * frame)
+        valid = frame_valid.reshape(len(idx), cfg.n_tokens, cfg.frame_stack).all(axis=2)  # (B, T)
+        return {"start": torch.from_numpy(self.obs[t0]), "tokens": torch.from_numpy(tokens),
                 "frame_valid": torch.from_numpy(frame_valid), "valid": torch.from_numpy(valid)}
