@@ -131,7 +131,7 @@ def pipeline(bench: Bench, maze: str) -> None:
             "train", "--data", str(data), "--maze", maze, "--kind", kind, "--out", str(run_dir), "--size", a.size,
             "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--warmup", str(a.warmup),
             "--ema", str(a.ema), "--ckpt-every", str(a.ckpt_every), "--precision", a.precision,
-            "--device", a.device, "--resume", "--quiet"] + budget + threads)
+            "--device", a.device, "--resume", "--quiet"] + budget + threads + (["--compile"] if a.compile else []))
         if fit is None:
             continue
         with bench.lock:
@@ -196,6 +196,8 @@ def main() -> int:
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--ckpt-every", type=int, default=2000)
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the models for training (not yet measured on a GPU; see the app README)")
     p.add_argument("--size", default="paper", choices=["tiny", "small", "paper"])
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--device", choices=["cuda", "cpu", "auto"], help="default cuda (cpu with --smoke)")

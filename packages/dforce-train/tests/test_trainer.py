@@ -218,3 +218,28 @@ def test_time_budget_is_validated():
     for bad in (0, -1.0, float("nan"), "5"):
         with pytest.raises(ValueError, match="max_seconds"):
             _cfg(max_seconds=bad)
+
+
+def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
+    data = torch.randn(6, 8, 6, generator=torch.Generator().manual_seed(11))
+    runs = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        cfg = _cfg(lr=1e-2, max_steps=4, compile=compiled, compile_backend="aot_eager", ckpt_every=None,
+                   out_dir=str(tmp_path / str(compiled)))
+        trainer = Trainer(DropoutNet(), _denoise_loss, cfg)
+        summary = trainer.fit(lambda start: iter(data[start:]))
+        trainer.close()
+        runs[compiled] = (summary, trainer.model.state_dict())
+    (eager, w_eager), (comp, w_comp) = runs[False], runs[True]
+    assert comp.step == eager.step == 4
+    assert comp.metrics["loss"] == pytest.approx(eager.metrics["loss"], rel=1e-4, abs=1e-6)
+    assert list(w_comp) == list(w_eager)  # no "_orig_mod." prefixes in what is saved
+    for k in w_eager:
+        torch.testing.assert_close(w_comp[k], w_eager[k], rtol=1e-4, atol=1e-5)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(comp.checkpoint / "model.safetensors"))
+    assert sorted(saved) == sorted(w_eager)
+    with pytest.raises(ValueError, match="compile"):
+        _cfg(compile="yes")

@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
                       ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
                       seed=args.seed, progress=not args.quiet, device=args.device, precision=args.precision,
-                      max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes)
+                      max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, compile=args.compile)
     _, summary = train(data, spec, cfg, batch_size=args.batch_size, resume="auto" if args.resume else None)
     return {"checkpoint": str(summary.checkpoint), "step": summary.step, "seconds": round(summary.elapsed_s, 1),
             "out_of_time": summary.out_of_time, "final_metrics": summary.metrics, "model": spec.to_dict()}
@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-minutes", type=float, help="wall-clock budget: stop (with a checkpoint) after this long")
     tr.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="autocast precision of training (bf16 on a GPU is faster; fp16 needs CUDA)")
+    tr.add_argument("--compile", action="store_true",
+                    help="torch.compile the model (fuses elementwise kernels; the first steps compile, minutes)")
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--warmup", type=int, default=200)

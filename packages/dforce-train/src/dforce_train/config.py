@@ -29,6 +29,8 @@ class TrainConfig:
     warmup_steps: int = 0
     max_steps: int = 100_000
     max_seconds: float | None = None  # wall-clock budget of one `fit` call; None = no limit
+    compile: bool = False  # torch.compile the model for training (fuses the many small elementwise kernels)
+    compile_backend: str = "inductor"  # torch.compile backend ("aot_eager" traces without code generation)
     grad_clip: float | None = 1.0
     precision: Precision = "fp32"
     ema_decay: float | None = None
@@ -65,6 +67,10 @@ class TrainConfig:
             or self.max_seconds <= 0
         ):
             raise ValueError(f"max_seconds must be a positive number or None (no limit), got {self.max_seconds!r}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        if not isinstance(self.compile_backend, str) or not self.compile_backend:
+            raise ValueError(f"compile_backend must be a torch.compile backend name, got {self.compile_backend!r}")
         if self.grad_clip is not None and (
             not isinstance(self.grad_clip, (int, float)) or not math.isfinite(self.grad_clip) or self.grad_clip <= 0
         ):

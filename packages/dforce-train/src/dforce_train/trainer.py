@@ -107,6 +107,8 @@ class Trainer:
             )
         else:
             self.train_model = self.model
+        if config.compile:  # the plain module keeps the weights: checkpoints and EMA read `self.model`
+            self.train_model = torch.compile(self.train_model, backend=config.compile_backend)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the model has no trainable parameters (requires_grad=True); nothing to train")
