@@ -89,9 +89,10 @@ def test_cli_train_time_budget_and_export(tmp_path, capsys):
     raw, _ = load_model(run, use_ema=False)
     small, spec = load_model(slim)
     assert spec.d_model == 16
-    for (name, a), b, c in zip(full.state_dict().items(), small.state_dict().values(), raw.state_dict().values()):
+    for (name, a), b in zip(full.state_dict().items(), small.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    assert any(not torch.equal(a, c) for a, c in zip(full.state_dict().values(), raw.state_dict().values()))
+    assert any(not torch.equal(a, c)
+               for a, c in zip(full.state_dict().values(), raw.state_dict().values(), strict=True))
     assert main(["export", "--ckpt", str(run), "--out", str(slim)]) == 2  # never overwrites
     assert "not empty" in capsys.readouterr().err
 

@@ -170,8 +170,9 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     """A slim inference checkpoint: the EMA weights as ``model.safetensors`` plus ``state.json`` (no optimizer)."""
-    from dforce_train import resolve_checkpoint
     from safetensors.torch import save_model
+
+    from dforce_train import resolve_checkpoint
 
     from .model import load_model
 
