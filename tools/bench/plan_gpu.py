@@ -120,9 +120,7 @@ def pipeline(bench: Bench, maze: str) -> None:
                          + (["--steps", str(a.data_steps)] if a.data_steps else []))
         if made is None:
             return
-    kinds = ["df"] if all(m != "diffuser" for m in a.methods) else ["df", "diffuser"]
-    if all(m == "diffuser" for m in a.methods):
-        kinds = ["diffuser"]
+    kinds = sorted({"diffuser" if m == "diffuser" else "df" for m in a.methods})  # models the methods need
     slim = {}
     for kind in kinds:
         run_dir = bench.out / f"{maze}_{kind}"

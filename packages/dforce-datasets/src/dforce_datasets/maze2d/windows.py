@@ -96,18 +96,7 @@ class Maze2dWindows(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -self._n <= index < self._n:
             raise IndexError(f"window {index} out of range for {self._n} windows")
-        index %= self._n
-        cfg = self.config
-        t0 = index * cfg.stride
-        real = self._real_frames(index)
-        frames = np.zeros((self._n_frames, self.frame_dim), dtype=np.float32)
-        frames[:real, : self.obs.shape[1]] = self.obs[t0 + 1: t0 + 1 + real]
-        frames[:real, self.obs.shape[1]:] = self.act[t0: t0 + real]
-        frame_valid = np.arange(self._n_frames) < real
-        tokens = frames.reshape(cfg.n_tokens, cfg.frame_stack * self.frame_dim)
-        valid = frame_valid.reshape(cfg.n_tokens, cfg.frame_stack).all(axis=1)
-        return {"start": torch.from_numpy(self.obs[t0].copy()), "tokens": torch.from_numpy(tokens),
-                "frame_valid": torch.from_numpy(frame_valid), "valid": torch.from_numpy(valid)}
+        return {k: v[0] for k, v in self.batch([index]).items()}  # one gather path for items and batches
 
     def batch(self, indices) -> dict[str, torch.Tensor]:
         """The items ``indices`` stacked (each key gains a leading batch axis), gathered in one vectorised pass."""
