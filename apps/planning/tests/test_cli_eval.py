@@ -62,6 +62,30 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     assert "needs a model trained with --kind diffuser" in capsys.readouterr().err
     assert main(["eval", "--ckpt", str(run), "--maze", "large", "--episodes", "1", "--quiet"]) == 2
     assert "trained on umaze" in capsys.readouterr().err
+    # options a method would ignore are refused
+    assert main(["eval", "--ckpt", str(run), "--method", "df", "--mc-samples", "4", "--quiet"]) == 2
+    assert "--mc-samples would be ignored" in capsys.readouterr().err
+    # a second evaluation into the same --out keeps the first one's files
+    first_png = (out / "df_mcg_umaze.png").read_bytes()
+    assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
+                 "--seed", "7", "--show", "1", "--latency-batch", "0", "--out", str(out), "--wandb", "off",
+                 "--quiet"]) == 0
+    again = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert again["name"] == "df_mcg_umaze-2" and again["seed"] == 7
+    assert (out / "df_mcg_umaze.png").read_bytes() == first_png
+    assert json.loads((out / "df_mcg_umaze_summary.json").read_text())["seed"] == 0
+    # training into an existing run needs --resume, and resuming needs the same model settings
+    train = ["train", "--data", str(data), "--out", str(run), "--steps", "5", "--n-tokens", "3", "--d-model", "16",
+             "--n-layers", "1", "--n-heads", "2", "--threads", "1", "--quiet", "--device", "cpu"]
+    assert main(train) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*train, "--resume", "--random-horizon"]) == 2
+    assert "random_horizon: False -> True" in capsys.readouterr().err
+    assert main([*train, "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 5
+    # the quickstart never writes over an earlier run
+    assert main(["quickstart", "--out", str(out)]) == 2
+    assert "holds an earlier run" in capsys.readouterr().err
 
 
 def test_cli_train_time_budget_and_export(tmp_path, capsys):

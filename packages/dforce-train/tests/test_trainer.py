@@ -243,3 +243,55 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(tmp_path):
     assert sorted(saved) == sorted(w_eager)
     with pytest.raises(ValueError, match="compile"):
         _cfg(compile="yes")
+
+
+def test_existing_run_is_never_overwritten_without_resume(tmp_path):
+    data = torch.randn(10, 8, 6, generator=torch.Generator().manual_seed(1))
+    cfg = _cfg(lr=1e-2, max_steps=4, out_dir=str(tmp_path), ckpt_every=2)
+    first = Trainer(DropoutNet(), _denoise_loss, cfg)
+    first.fit(lambda start: iter(data[start:]))
+    first.close()
+    before = {p.name: (p / "model.safetensors").read_bytes() for _, p in list_checkpoints(tmp_path / "checkpoints")}
+    again = Trainer(DropoutNet(), _denoise_loss, cfg)
+    with pytest.raises(FileExistsError, match="already holds a run.*resume"):
+        again.fit(lambda start: iter(data[start:]))
+    again.close()
+    after = {p.name: (p / "model.safetensors").read_bytes() for _, p in list_checkpoints(tmp_path / "checkpoints")}
+    assert after == before and set(before) == {"step_00000002", "step_00000004"}
+
+
+def test_resume_refuses_another_model_config_and_warns_on_ignored_settings(tmp_path):
+    data = torch.randn(10, 8, 6, generator=torch.Generator().manual_seed(2))
+    batches = lambda start: iter(data[start:])  # noqa: E731
+    spec = {"planning": {"maze": "umaze", "n_tokens": 30, "d_model": 16}}
+    cfg = _cfg(lr=1e-2, max_steps=3, out_dir=str(tmp_path), ckpt_every=None, seed=0)
+    Trainer(DropoutNet(), _denoise_loss, cfg, model_config=spec).fit(batches)
+
+    # same weight shapes, another maze: refused before anything is loaded
+    other = Trainer(DropoutNet(), _denoise_loss, _cfg(lr=1e-2, max_steps=6, out_dir=str(tmp_path), seed=0),
+                    model_config={"planning": {**spec["planning"], "maze": "large"}})
+    with pytest.raises(ValueError, match=r"planning\.maze: 'umaze' -> 'large'"):
+        other.fit(batches, resume="auto")
+    assert other.step == 0
+
+    # a key the checkpoint predates is not a mismatch; a changed lr / seed resumes with a warning
+    newer = {"planning": {**spec["planning"], "random_horizon": False}}
+    resumed = Trainer(DropoutNet(), _denoise_loss, _cfg(lr=5e-2, max_steps=6, out_dir=str(tmp_path), seed=3),
+                      model_config=newer)
+    with pytest.warns(UserWarning, match=r"lr=0\.01, seed=0 \(new values lr=0\.05, seed=3 are ignored\)"):
+        summary = resumed.fit(batches, resume="auto")
+    assert summary.step == 6
+    assert resumed.lr == pytest.approx(1e-2)  # the checkpoint's scheduler base lr
+
+
+def test_a_failed_checkpoint_save_raises(tmp_path, monkeypatch):
+    trainer = Trainer(nn.Linear(2, 1), lambda m, b, c: (m(b).pow(2).mean(), {}),
+                      _cfg(lr=0.1, max_steps=2, out_dir=str(tmp_path), ckpt_every=None))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer.checkpoints, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.fit(lambda start: iter(torch.randn(2, 4, 2)[start:]))
+    assert trainer._last_saved_step != trainer.step

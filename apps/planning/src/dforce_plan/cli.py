@@ -110,6 +110,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("d_model", "n_layers", "n_heads"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
+    if args.n_tokens is not None and args.n_tokens < 1:
+        raise CliError(f"--n-tokens must be >= 1, got {args.n_tokens}")
     tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
     spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
@@ -155,7 +157,15 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     _threads(args.threads)
     if not Path(args.ckpt).exists():
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
-    planner = build_planner(args.ckpt, args.method, args.maze, _planner_overrides(args), args.device)
+    overrides = _planner_overrides(args)
+    unused = {"diffuser": ("guidance_scale", "stop_weight", "goal_distance", "mc_samples", "horizon"),
+              "df": ("mc_samples",)}.get(args.method, ())
+    given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
+    if given:
+        why = ("plans by inpainting the start and goal over its fixed window, without guidance"
+               if args.method == "diffuser" else "is DF with a single sample; use --method df_mcg for more")
+        raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
+    planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
     if planner.spec.maze != args.maze:
         raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
     results = {}
@@ -205,6 +215,8 @@ def cmd_quickstart(args: argparse.Namespace) -> dict[str, Any]:
 
     _threads(args.threads)
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise CliError(f"--out {out} holds an earlier run; give a new directory (or remove that one)")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"[1/3] generating a {args.data_steps}-step umaze dataset (D4RL waypoint walk, noisy actions)", file=sys.stderr)
@@ -337,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = COMMANDS[args.command](args)
-    except (CliError, ValueError, FileNotFoundError) as exc:
+    except (CliError, ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"dforce-plan: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))

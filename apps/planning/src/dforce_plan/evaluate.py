@@ -31,7 +31,10 @@ class EvalConfig:
     maze: str = "umaze"
     multi: bool = False  # Multi2D: a random goal per episode
     episodes: int = 100
-    seed: int = 0  # episode i is reset with seed + i
+    # episode i is reset with seed + i (its start and, in Multi2D, goal); the plans' noise comes from one
+    # generator seeded with `seed` for the whole batch, so an episode's plans are reproduced by the same
+    # (seed, episodes) pair, not by its own reset seed alone
+    seed: int = 0
     show: int = 8  # episodes drawn in the picture
     latency_batch: int = 1  # envs per replan in the latency comparison (0 = skip it)
     latency_repeats: int = 2
@@ -80,6 +83,15 @@ def measure_latency(planner: Planner, obs: np.ndarray, goals: np.ndarray, steps:
     out["speedup"] = out["reference_ms"] / max(out["fast_ms"], 1e-9)
     out["max_abs_diff"] = float(np.abs(plans["fast"].positions - plans["reference"].positions).max())
     return out
+
+
+def _free_name(out: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``, ... : the first whose outputs do not exist yet (never overwrite)."""
+    candidate, k = name, 1
+    while any((out / f"{candidate}{suffix}").exists() for suffix in ("_summary.json", "_episodes.jsonl", ".png")):
+        k += 1
+        candidate = f"{name}-{k}"
+    return candidate
 
 
 def _logger(out_dir: Path, wandb: str, config: dict[str, Any]):
@@ -153,7 +165,8 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         pd = "_pd" if planner.config.controller == "pd" and planner.config.method != "diffuser" else ""
-        name = tag or f"{planner.config.method}{pd}_{'multi-' if cfg.multi else ''}{cfg.maze}"
+        name = _free_name(out, tag or f"{planner.config.method}{pd}_{'multi-' if cfg.multi else ''}{cfg.maze}")
+        summary["name"] = name
         with (out / f"{name}_episodes.jsonl").open("w", encoding="utf-8") as f:
             for i in range(n):
                 f.write(json.dumps({"episode": i, "seed": cfg.seed + i, "return": float(returns[i]),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -111,14 +110,3 @@ def context_token(obs_norm: Tensor, frame_stack: int, normalizer: Normalizer) ->
 def with_context(start_norm: Tensor, tokens: Tensor, frame_stack: int, normalizer: Normalizer) -> Tensor:
     """[context token of start (B, 4), tokens (B, T, fs*6)] -> (B, 1 + T, fs*6)."""
     return torch.cat([context_token(start_norm, frame_stack, normalizer), tokens], dim=1)
-
-
-def horizon_valid(horizon_steps: Tensor | np.ndarray, n_tokens: int, frame_stack: int) -> Tensor:
-    """(B,) planned steps -> (B, n_tokens) bool: token j (0-based, after the context) is inside the horizon.
-
-    A token is inside when at least one of its frames is (the flexible horizon pads whole tokens past
-    ceil(steps / fs) at full noise, as training does past the end of the data).
-    """
-    steps = torch.as_tensor(horizon_steps).long().reshape(-1, 1)  # (B, 1)
-    first_frame = torch.arange(n_tokens).reshape(1, -1) * frame_stack  # (1, T)
-    return first_frame < steps  # (B, T)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ from dforce_train.checkpoint import (
 )
 from dforce_train.config import TrainConfig
 from dforce_train.context import StepContext, step_generator
-from dforce_train.distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
+from dforce_train.distributed import all_gather_objects, all_reduce_mean, init_distributed
 from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, NullLogger
 
@@ -175,6 +177,13 @@ class Trainer:
                 "fit expects make_batches(start_step) -> iterable of global batches, e.g. "
                 "`lambda start: itertools.islice(batches, start, None)`; pass a callable, not the iterable"
             )
+        if resume is None and self.step == 0 and self.checkpoints is not None:
+            found = self.checkpoints.latest()
+            if found is not None:  # training from step 0 would replace that run's checkpoints and mix the logs
+                raise FileExistsError(
+                    f"{self.checkpoints.root} already holds a run (latest checkpoint {found.name}); resume it "
+                    "(resume='auto', `--resume` in the apps) or choose a new out_dir"
+                )
         if resume is not None:
             if str(resume) == "auto":
                 if self.checkpoints is not None and self.checkpoints.latest() is not None:
@@ -334,16 +343,25 @@ class Trainer:
             "model_config": self.model_config,
             "rng_states": rng_states,
         }
+        error: Exception | None = None
         if path is None:
             assert self.checkpoints is not None
             target = self.checkpoints.root / checkpoint_name(self.step)
-            if self.dist.is_main:
-                self.checkpoints.save(self.step, **parts)
         else:
             target = Path(path)
-            if self.dist.is_main:
-                save_checkpoint(target, step=self.step, **parts)
-        barrier()
+        if self.dist.is_main:
+            try:
+                if path is None:
+                    self.checkpoints.save(self.step, **parts)
+                else:
+                    save_checkpoint(target, step=self.step, **parts)
+            except Exception as exc:  # every rank must learn of it, or the others wait forever below
+                error = exc
+        outcomes = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+        if outcomes[0] is not None:
+            raise RuntimeError(f"rank 0 failed to save checkpoint {target}: {outcomes[0]}")
         self._last_saved_step = self.step
         return target
 
@@ -361,9 +379,33 @@ class Trainer:
             ema=self.ema,
             rng_rank=self.rank,
         )
+        self._check_resumed_config(info)
         self.step = info.step
         self._last_saved_step = info.step
         return info
+
+    def _check_resumed_config(self, info: CheckpointInfo) -> None:
+        """Refuse a checkpoint of another model; warn where the resumed run ignores a changed setting."""
+        if self.model_config is not None and info.model_config is not None:
+            own = json.loads(json.dumps(self.model_config))  # tuples -> lists, as stored
+            diff = config_diff(info.model_config, own)
+            if diff:
+                raise ValueError(
+                    f"checkpoint {info.path} was written for another model configuration ({'; '.join(diff)}); "
+                    "resume with the settings it was trained with, or train into a new out_dir"
+                )
+        saved = info.config or {}
+        now = self.config.to_dict()
+        ignored = {k: (saved[k], now[k]) for k in ("lr", "ema_decay", "seed") if k in saved and saved[k] != now[k]}
+        if ignored:
+            warnings.warn(
+                f"resuming {info.path}: the checkpoint's optimiser, EMA and RNG states keep its "
+                + ", ".join(f"{k}={old!r}" for k, (old, _) in ignored.items())
+                + " (new values "
+                + ", ".join(f"{k}={new!r}" for k, (_, new) in ignored.items())
+                + " are ignored)",
+                stacklevel=3,
+            )
 
     def close(self) -> None:
         """Close the logger the trainer created (a logger passed in is left to its owner)."""
@@ -380,3 +422,18 @@ class Trainer:
 
     def _latest_path(self) -> Path | None:
         return self.checkpoints.latest() if self.checkpoints is not None else None
+
+
+def config_diff(saved: Mapping[str, Any], own: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """'key: saved -> own' for every key both configs hold with different values (nested dicts walked).
+
+    Keys only one side has are skipped: a checkpoint written before a setting existed still resumes.
+    """
+    diffs = []
+    for key in sorted(set(saved) & set(own)):
+        a, b = saved[key], own[key]
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return diffs
