@@ -35,7 +35,8 @@ def test_run_on_each_benchmark_format(tmp_path, gluonts_writer, capsys, name, fr
     argv = ["run", "--dataset", name, "--data-dir", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "c"),
             "--methods", "df,naive", "--out", str(out), *FAST]
     plots = name == "traffic_nips"  # plots cost ~2 s each on the CPU box: check them on one format
-    assert main(argv + ([] if plots else ["--no-plots"])) == 0
+    with pytest.warns(UserWarning, match="training series .* not comparable with the published ones"):
+        assert main(argv + ([] if plots else ["--no-plots"])) == 0  # a tiny copy: fewer series than published
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     results = json.loads((out / "results.json").read_text())
     assert last["results"] == str(out / "results.json")
@@ -65,6 +66,10 @@ def test_run_seeds_transformer_and_tf(tmp_path, tiny_daily, capsys):
     assert s["std"] == pytest.approx(np.std([r["crps_sum"] for r in tf], ddof=1))
     assert not list(out.glob("*.png"))
     assert "tf " in capsys.readouterr().out
+    before = (out / "results.json").read_bytes()
+    assert main(argv) == 2  # a rerun into the same --out would replace these results
+    assert "holds the results of an earlier run" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before
 
 
 @pytest.mark.parametrize(("extra", "message"), [

@@ -178,3 +178,19 @@ def test_seasonal_random_walk(tiny_daily):
     diffs = np.abs(steps[..., None, :] - nv.steps[None, None]).max(-1).min(-1)
     assert diffs.max() < 1e-9
     np.testing.assert_array_equal(s, nv.sample_windows(data.test, num_samples=50, seed=0))
+
+
+def test_diverged_validation_samples_are_a_bad_epoch_not_a_crash(tiny_daily, monkeypatch):
+    data = _data(tiny_daily, target="delta")
+    fc = Forecaster(ForecastConfig(**TINY), "df")
+    real = Forecaster.sample_windows
+
+    def diverged(self, windows, **kw):
+        out = real(self, windows, **kw)
+        out[0, 0, 0, 0] = np.nan  # one blown-up validation path
+        return out
+
+    monkeypatch.setattr(Forecaster, "sample_windows", diverged)
+    with pytest.warns(RuntimeWarning, match="no epoch gave a finite validation CRPS-sum"):
+        report = fc.fit(data, seed=0, progress=False)
+    assert report.epochs == TINY["max_epochs"] and all(np.isnan(v) for v in report.val_history)

@@ -223,6 +223,19 @@ def test_unsafe_archives_are_rejected_without_leftovers(tmp_path, member, messag
     assert not (tmp_path / "evil").exists() and not (tmp_path / "outside").exists()
 
 
+@pytest.mark.parametrize("chain", [
+    [_member("mydata/x", tarfile.SYMTYPE, "."), _member("mydata/x/y", tarfile.SYMTYPE, "../../evil")],
+    [_member("mydata/x", tarfile.SYMTYPE, "train"), _member("mydata/y", tarfile.SYMTYPE, "x/../../evil")],
+    [_member("mydata/x", tarfile.SYMTYPE, "train"), _member("mydata/x/data.json")],
+])
+def test_chained_links_are_rejected(tmp_path, chain):
+    src = make_dataset(tmp_path / "mydata")
+    archive = make_archive(tmp_path / "bad.tar.gz", src, extra=chain)
+    with pytest.raises(ValueError, match="symlink of the archive"):
+        safe_extract(archive, tmp_path / "out" / "bad")
+    assert not (tmp_path / "out" / "bad").exists() and not (tmp_path / "evil").exists()
+
+
 def test_links_inside_the_archive_are_allowed(tmp_path):
     src = make_dataset(tmp_path / "mydata")
     archive = make_archive(tmp_path / "ok.tar.gz", src,

@@ -115,6 +115,29 @@ def test_download_records_hash_and_reuses_cache(fake_registry, tmp_path, monkeyp
         locate("tiny_nips", opener=no_network)
 
 
+def test_unrecorded_archive_warns_and_is_recorded(fake_registry, tmp_path):
+    cache = tmp_path / "cache"
+    cached = locate("tiny_nips", cache_dir=cache)
+    sidecar = cached.with_name("tiny_nips.tar.gz.sha256")
+    sidecar.unlink()  # as if the process died between the download and the record
+    with pytest.warns(UserWarning, match="not verified.*recorded it"):
+        assert locate("tiny_nips", cache_dir=cache, download=False) == cached
+    assert sidecar.read_text().split()[0] == hashlib.sha256(cached.read_bytes()).hexdigest()
+    # an unverifiable archive in a user's data_dir warns but is not written next to
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "tiny_nips.tar.gz").write_bytes(cached.read_bytes())
+    with pytest.warns(UserWarning, match="not verified") as seen:
+        locate("tiny_nips", data_dir=local)
+    assert "recorded it" not in str(seen[0].message) and sorted(p.name for p in local.iterdir()) == ["tiny_nips.tar.gz"]
+
+
+def test_a_dataset_unlike_its_registered_name_warns(fake_registry, monkeypatch, tmp_path):
+    monkeypatch.setitem(DATASETS, "tiny_nips", dataclasses.replace(fake_registry, num_series=3))
+    with pytest.warns(UserWarning, match=r"training series 2 \(the published tiny_nips has 3\).*not comparable"):
+        load_dataset("tiny_nips", cache_dir=tmp_path / "c")
+
+
 def test_not_found_errors(fake_registry, tmp_path):
     with pytest.raises(FileNotFoundError, match="not found in data_dir"):
         locate("tiny_nips", data_dir=tmp_path / "empty")

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_command(args)
         info = data_info(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir,
                          download=not args.no_download)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"dforce-forecast: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(info, indent=2))

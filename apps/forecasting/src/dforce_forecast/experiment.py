@@ -75,6 +75,9 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"--max-minutes must be > 0, got {max_minutes}")
     out = Path(out)
+    if (out / "results.json").exists():  # its runs, checkpoints and plots would be replaced
+        raise FileExistsError(f"{out} holds the results of an earlier run ({out / 'results.json'}); give a new "
+                              "--out (more seeds of the same setup: a new --out with --seed-offset)")
     out.mkdir(parents=True, exist_ok=True)
     t_load = time.perf_counter()
     data = load_prepared(dataset, config, data_dir=data_dir, cache_dir=cache_dir, download=download)

@@ -100,6 +100,8 @@ class Forecaster:
 
         def validate() -> float:
             samples = self.sample_windows(val, num_samples=self.config.val_num_samples, seed=seed + 1)
+            if not np.isfinite(samples).all():  # a diverged sample path: a bad epoch, not a crashed run
+                return float("nan")
             return crps_sum(samples, val.truth)
 
         self.report = train(self.model, prepared, self.config, noise_level_mode=NOISE_MODES[self.method], seed=seed,

@@ -56,13 +56,26 @@ def _checked_name(name: str, archive: Path) -> str:
     return norm
 
 
+def _through_link(path: str, links: set[str], whole: bool) -> bool:
+    """Whether ``path`` (unnormalised, '/'-separated) passes through a symlink member on the way (or, with
+    ``whole``, is one): chained links such as ``x -> .`` then ``x/y -> ../evil`` escape a per-link check."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + (1 if whole else 0))]
+    # while no earlier prefix is a link, '..' steps resolve lexically, so normpath is what the filesystem does
+    return any(posixpath.normpath(p) in links for p in prefixes)
+
+
 def check_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
     """The members to extract; raises ValueError on anything that could write outside the target."""
+    members = tar.getmembers()
+    links = {posixpath.normpath(m.name.replace("\\", "/")) for m in members if m.issym()}
     keep = []
-    for member in tar.getmembers():
+    for member in members:
         name = _checked_name(member.name, archive)
         if _is_junk(name):
             continue
+        if _through_link(name, links, whole=False):
+            raise ValueError(f"unsafe archive {archive}: member {member.name!r} lies under a symlink of the archive")
         if member.issym() or member.islnk():
             link = member.linkname.replace("\\", "/")
             base = posixpath.dirname(name) if member.issym() else ""
@@ -70,6 +83,9 @@ def check_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
             if link.startswith("/") or target == ".." or target.startswith("../"):
                 raise ValueError(f"unsafe archive {archive}: link {member.name!r} -> {member.linkname!r} "
                                  "points outside the extraction directory")
+            if _through_link(posixpath.join(base, link), links, whole=member.islnk()):
+                raise ValueError(f"unsafe archive {archive}: link {member.name!r} -> {member.linkname!r} "
+                                 "resolves through another symlink of the archive")
         elif not (member.isfile() or member.isdir()):
             raise ValueError(f"unsafe archive {archive}: member {member.name!r} is a device, fifo or other "
                              "special file")

@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import urllib.request
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,12 +109,22 @@ def download_archive(url: str, dest: str | Path, *, sha256: str | None = None, o
     return digest
 
 
-def verify_archive(path: Path, info: DatasetInfo) -> str:
-    """Check an archive against the known checksum, or against the one recorded at first download."""
+def verify_archive(path: Path, info: DatasetInfo, *, record: bool = False) -> str:
+    """Check an archive against the known checksum, or against the one recorded at first download.
+
+    With no checksum to check against, a warning says so; ``record`` (archives in our own cache) then records
+    this one, so later loads are checked against it.
+    """
     digest = sha256_file(path)
     sidecar = path.with_name(path.name + ".sha256")
     expected = info.sha256 or (sidecar.read_text(encoding="utf-8").split()[0] if sidecar.is_file() else None)
-    if expected is not None and digest != expected.lower():
+    if expected is None:
+        warnings.warn(f"{path}: {info.name} has no published checksum and none was recorded, so this archive is "
+                      f"not verified (its sha256 is {digest})" + ("; recorded it for later loads" if record else ""),
+                      stacklevel=3)
+        if record:
+            _record_digest(path, digest)
+    elif digest != expected.lower():
         source = "the registry" if info.sha256 else str(sidecar)
         raise ValueError(f"{path}: sha256 {digest} does not match {expected} from {source}; "
                          "delete the file to download it again, or point data_dir at a good copy")
@@ -137,7 +148,7 @@ def locate(name: str, *, data_dir: str | Path | None = None, cache_dir: str | Pa
         if candidate.is_dir():
             return candidate
         if candidate.is_file():
-            verify_archive(candidate, info)
+            verify_archive(candidate, info, record=data_dir is None)
             return candidate
     looked = ", ".join(str(p) for p in _candidates(search, name))
     if data_dir is not None:
@@ -148,11 +159,19 @@ def locate(name: str, *, data_dir: str | Path | None = None, cache_dir: str | Pa
     dest = cache_root(cache_dir) / "timeseries" / f"{name}.tar.gz"
     log.info("downloading %s from %s", name, info.url)
     digest = download_archive(info.url, dest, sha256=info.sha256, opener=opener)
-    if info.sha256 is None:
-        dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n", encoding="utf-8")
+    if info.sha256 is None:  # (a crash before this line leaves no record: the next load records and warns)
+        _record_digest(dest, digest)
         log.warning("%s has no published checksum; recorded sha256 %s (later loads are checked against it)",
                  name, digest)
     return dest
+
+
+def _record_digest(archive: Path, digest: str) -> None:
+    """Write ``<archive>.sha256`` (trust on first use), atomically."""
+    sidecar = archive.with_name(archive.name + ".sha256")
+    tmp = sidecar.with_name(sidecar.name + ".part")
+    tmp.write_text(f"{digest}  {archive.name}\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
 
 
 def load_dataset(name_or_path: str | Path, *, data_dir: str | Path | None = None,
@@ -172,6 +191,10 @@ def load_dataset(name_or_path: str | Path, *, data_dir: str | Path | None = None
     ds = read_dataset(path, freq=info.freq, cache_dir=extract_to)
     if ds.prediction_length is None:
         ds = dataclasses.replace(ds, metadata=dataclasses.replace(ds.metadata, prediction_length=info.prediction_length))
-    if len(ds.train) != info.num_series:
-        log.info("%s: %d training series (the published dataset has %d)", name, len(ds.train), info.num_series)
+    found = {"training series": (len(ds.train), info.num_series),
+             "prediction length": (ds.prediction_length, info.prediction_length)}
+    off = [f"{k} {got} (the published {name} has {want})" for k, (got, want) in found.items() if got != want]
+    if off:
+        warnings.warn(f"{path}: {'; '.join(off)}: this is not the dataset of the paper's protocol, and its scores "
+                      "are not comparable with the published ones", stacklevel=2)
     return ds
