@@ -194,3 +194,17 @@ def test_diverged_validation_samples_are_a_bad_epoch_not_a_crash(tiny_daily, mon
     with pytest.warns(RuntimeWarning, match="no epoch gave a finite validation CRPS-sum"):
         report = fc.fit(data, seed=0, progress=False)
     assert report.epochs == TINY["max_epochs"] and all(np.isnan(v) for v in report.val_history)
+
+
+def test_prepare_warns_on_a_test_horizon_inside_training_and_on_missing_values(tiny_daily):
+    md = to_multivariate(load_dataset(str(tiny_daily)))
+    prepare(md, target="delta", name="tiny")  # the real layout: no warning (warnings are errors in the suite)
+    first = md.test[0]
+    inside = dataclasses.replace(first, values=first.values[:-10])  # its horizon now ends 10 rows earlier
+    with pytest.warns(UserWarning, match=r"test window\(s\) \[0\] starts inside the training split"):
+        prepare(dataclasses.replace(md, test=[inside, *md.test[1:]]), target="delta", name="tiny")
+    values = md.train.values.copy()
+    values[5, 1] = values[9, 2] = np.nan
+    with pytest.warns(UserWarning, match="2 missing training values are filled"):
+        prepare(dataclasses.replace(md, train=dataclasses.replace(md.train, values=values)), target="delta",
+                name="tiny")

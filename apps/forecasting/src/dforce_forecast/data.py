@@ -9,6 +9,7 @@ history and horizon, the raw truth of the horizon (for scoring) and the raw last
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,5 +218,16 @@ def prepare(md: MultivariateData, *, target: str = "level", context_length: int 
         last_value=np.concatenate([t.last_value for t in test_parts]),
         raw_history=np.concatenate([t.raw_history for t in test_parts]),
     )
+    train_end = md.train.start_ordinal + md.train.length  # ordinal of the first period after the training split
+    early = [i for i, w in enumerate(md.test)  # (the GluonTS estimator passes the training series as a stand-in)
+             if w is not md.train and w.start_ordinal + w.length - p < train_end]
+    if early:
+        warnings.warn(f"{name}: the forecast horizon of test window(s) {early[:5]} starts inside the training split, "
+                      "so training and the normalisation saw those targets; the scores are not a held-out test",
+                      stacklevel=2)
+    missing = int(np.isnan(md.train.values).sum())
+    if missing:
+        warnings.warn(f"{name}: {missing} missing training values are filled with the series mean and trained on "
+                      "as data (there is no observed-value mask in the loss)", stacklevel=2)
     return PreparedData(name, md.freq, spec, transform, md.train.values, train_z, train_features[extra:], test,
                         np.array(end_times))
