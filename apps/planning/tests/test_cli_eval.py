@@ -25,6 +25,8 @@ def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
     assert [e["seed"] for e in episodes] == [5, 6, 7]
     scores = np.array([e["score"] for e in episodes])
     assert np.isclose(scores.mean(), summary["score"])
+    reach = np.array([e["first_reach"] if e["success"] else 300 for e in episodes])
+    assert summary["steps_to_goal_all"] == pytest.approx(reach.mean())
     returns = np.array([e["return"] for e in episodes])
     assert np.allclose(scores, 100 * (returns - 23.85) / (161.86 - 23.85))
     logged = read_jsonl(tmp_path / "metrics.jsonl")

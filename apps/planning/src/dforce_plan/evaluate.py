@@ -152,6 +152,8 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         "raw_return": float(returns.mean()), "success_rate": float(success.mean()),
         "steps_to_goal": reach_mean, "steps_to_goal_sem": reach_sem,
         "steps_to_goal_median": float(np.median(first_reach[success])) if success.any() else float("nan"),
+        # every episode, a miss counted as the whole episode: does not favour methods that succeed less often
+        "steps_to_goal_all": float(np.where(success, first_reach, horizon).mean()),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),
