@@ -131,6 +131,10 @@ def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     assert main(["data", "--source", str(shards)]) == 0
     read = json.loads(capsys.readouterr().out)
     assert read["steps"] == written["steps"] == 2500 and read["obs_mean"] == written["obs_mean"]
+    before = sorted(p.stat().st_mtime_ns for p in shards.glob("*.tar"))
+    assert main(["data", "--steps", "2500", "--seed", "4", "--out", str(shards), "--quiet"]) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+    assert sorted(p.stat().st_mtime_ns for p in shards.glob("*.tar")) == before
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -163,6 +163,14 @@ def test_shard_round_trip(tmp_path, d4rl_data):
     for key, value in d4rl_data.items():
         np.testing.assert_array_equal(back[key], value)
     np.testing.assert_array_equal(load_dataset(tmp_path / "shards")["rewards"], d4rl_data["rewards"])
+    with pytest.raises(FileExistsError, match="already holds shards"):  # never beside an earlier write
+        write_shards(tmp_path / "shards", d4rl_data, chunk=300)
+    # shards of two writes, or the same chunk twice, are refused instead of mixed
+    other = write_shards(tmp_path / "other", d4rl_data, chunk=300, max_chunks_per_shard=3)
+    with pytest.raises(ValueError, match="a second chunk starting at step 0"):
+        read_shards([paths[0], other[0]])
+    with pytest.raises(ValueError, match="2 different writes"):
+        read_shards([paths[0], other[1], paths[2]])
     paths[1].unlink()
     with pytest.raises(ValueError, match="missing steps"):
         read_shards(tmp_path / "shards")

@@ -82,9 +82,11 @@ def cmd_data(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("data: give --out PATH (.hdf5 file or a directory for webdataset shards) or --source")
     from dforce_datasets.maze2d import write_hdf5, write_shards
 
+    out = Path(args.out)
+    if out.is_file() or (out.is_dir() and any(out.glob("*.tar"))):  # checked before minutes of generation
+        raise CliError(f"--out {out} already holds a dataset; give a new path")
     t0 = time.perf_counter()
     data = make_dataset(args.maze, args.steps, args.seed, not args.clean, progress=not args.quiet)
-    out = Path(args.out)
     if out.suffix in (".hdf5", ".h5"):
         write_hdf5(out, data, attrs={"maze": args.maze, "seed": args.seed, "noisy": not args.clean})
     else:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -81,11 +83,17 @@ def write_hdf5(path: str | Path, dataset: dict[str, np.ndarray], attrs: dict | N
     validate(dataset, str(path))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        for key, arr in dataset.items():
-            f.create_dataset(key, data=arr, compression=compression)
-        for key, value in (attrs or {}).items():
-            f.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")  # a crash never leaves a half-written file
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, arr in dataset.items():
+                f.create_dataset(key, data=arr, compression=compression)
+            for key, value in (attrs or {}).items():
+                f.attrs[key] = json.dumps(value) if isinstance(value, dict | list) else value
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -122,8 +130,12 @@ def write_shards(directory: str | Path, dataset: dict[str, np.ndarray], chunk: i
         raise ValueError("chunk and max_chunks_per_shard must be >= 1")
     validate(dataset, "dataset")
     directory = Path(directory)
+    old = sorted(directory.glob("*.tar")) if directory.is_dir() else []
+    if old:  # read_shards takes every .tar there: new shards beside old ones would mix two datasets
+        raise FileExistsError(f"{directory} already holds shards ({old[0].name}, ...); write into a new directory")
     directory.mkdir(parents=True, exist_ok=True)
     n = len(dataset["observations"])
+    run = uuid.uuid4().hex  # every chunk names the write it belongs to
     starts = list(range(0, n, chunk))
     paths = []
     for shard, first in enumerate(range(0, len(starts), max_chunks_per_shard)):
@@ -133,7 +145,7 @@ def write_shards(directory: str | Path, dataset: dict[str, np.ndarray], chunk: i
                 stop = min(start + chunk, n)
                 buf = io.BytesIO()
                 np.savez(buf, **{k.replace("/", "__"): v[start:stop] for k, v in dataset.items()})
-                meta = {"start": start, "stop": stop, "total": n, **(metadata or {})}
+                meta = {**(metadata or {}), "start": start, "stop": stop, "total": n, "run": run}
                 sink.write({"__key__": f"{start:012d}", "npz": buf.getvalue(), "json": json.dumps(meta).encode()})
         paths.append(path)
     return paths
@@ -163,15 +175,30 @@ def read_shards(source: str | Path | Iterable[str | Path]) -> dict[str, np.ndarr
                     meta = json.loads(tar.extractfile(meta_member).read())
                     with np.load(io.BytesIO(tar.extractfile(members[name]).read()), allow_pickle=False) as npz:
                         arrays = {k.replace("__", "/"): npz[k] for k in npz.files}
-                    chunks[int(meta["start"])] = (meta, arrays)
+                    start = int(meta["start"])
+                    if start in chunks:
+                        raise ValueError(f"{path}: a second chunk starting at step {start}; the shards mix two "
+                                         "datasets (read one directory written by one write_shards call)")
+                    rows = {len(v) for v in arrays.values()}
+                    if rows != {int(meta["stop"]) - start}:
+                        raise ValueError(f"{path}: chunk {key!r} holds {sorted(rows)} rows but its metadata says "
+                                         f"steps {start}..{meta['stop']} (corrupt shard?)")
+                    chunks[start] = (meta, arrays)
         except (tarfile.TarError, OSError, EOFError) as err:
             raise ValueError(f"{path}: not a readable tar shard (corrupt or truncated?): {err}") from err
+    runs = {meta.get("run") for meta, _ in chunks.values()}
+    if len(runs) > 1:
+        raise ValueError(f"{source}: the shards come from {len(runs)} different writes; read one directory written "
+                         "by one write_shards call")
     expected = 0
     parts = []
     for start in sorted(chunks):
         meta, arrays = chunks[start]
         if start != expected:
             raise ValueError(f"shards are missing steps {expected}..{start - 1} (chunks must be contiguous)")
+        if parts and arrays.keys() != parts[0].keys():
+            raise ValueError(f"{source}: the chunk at step {start} has fields {sorted(arrays)}, the first chunk "
+                             f"{sorted(parts[0])} (corrupt or mixed shards)")
         expected = int(meta["stop"])
         parts.append(arrays)
     total = int(chunks[max(chunks)][0].get("total", expected))
