@@ -39,6 +39,13 @@ def test_stability_contract(tmp_path, capsys):
     assert out["df_ratio"] > 0 and out["tf_ratio"] > 0
     assert set(out["momentum"]) == {"DF", "TF", "truth"} and out["df_over_tf_at_10x"] > 0
     assert abs(out["momentum"]["truth"]["at_10x"] - bench.RHO) < 0.3  # few samples at this toy size
+    # a second run into the same --out keeps the first one and writes beside it
+    first_png = (tmp_path / "stability.png").read_bytes()
+    bench.main(["--steps", "2", "--batch", "4", "--window", "4", "--multiple", "2", "--d-model", "16",
+                "--n-layers", "1", "--ddim-steps", "2", "--contexts", "6", "--truth-per-context", "2",
+                "--span", "2", "--out", str(tmp_path), "--no-progress"])
+    assert (tmp_path / "stability.png").read_bytes() == first_png
+    assert len(list(tmp_path.glob("run-*/stability.png"))) == 1
 
 
 def test_stability_task_helpers():

@@ -29,7 +29,7 @@ Per horizon h the generated tokens [h - span, h) are compared with true continua
 
 Ratios compare the last span of the 10x rollout with the last span of the first window (1x). Last line of
 output: JSON with df_ratio and tf_ratio (``--metric``, default ``fd``; goal: df_ratio <= 1.5 and
-tf_ratio >= 3 * df_ratio), every metric's ratios, and the per-seed results when ``--seeds`` > 1.
+tf_ratio >= 3 * df_ratio) and every metric's ratios.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import itertools
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -270,6 +271,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.steps = 1500
     if args.threads:
         torch.set_num_threads(args.threads)
+    if any((args.out / name).exists() for name in ("diffusion_forcing", "teacher_forcing", "stability.png")):
+        stamp = time.strftime("%Y%m%d-%H%M%S")  # an earlier run lives there: keep it, write beside it
+        args.out = args.out / f"run-{stamp}"
+        print(f"{args.out.parent} holds an earlier run; writing into {args.out}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start, c_start = time.perf_counter(), time.process_time()
     n = args.window * args.multiple
