@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from dforce_core import DiffusionConfig, DiffusionLoss, Objective, objective_target, sample_noise_levels
+from dforce_core import (
+    DiffusionConfig,
+    DiffusionLoss,
+    NoiseSchedule,
+    Objective,
+    objective_target,
+    sample_noise_levels,
+    weighted_mse,
+)
 
 
 def g(seed=0):
@@ -61,6 +69,9 @@ def test_first_token_known():
     assert 0.55 < low < 0.70  # 0.5 + 0.5 * 0.25
     with pytest.raises(ValueError, match="teacher_forcing"):
         sample_noise_levels("teacher_forcing", 2, 3, 10, first_token_known_prob=0.5)
+    # causal: the known first token never makes noise decrease into the future
+    c = sample_noise_levels("causal", 4000, 4, 1000, generator=g(), first_token_known_prob=1.0)
+    assert (c.levels[:, 1:] >= c.levels[:, :-1]).all() and (c.levels[:, 0] < 250).all()
     with pytest.raises(ValueError, match="unknown noise-level mode"):
         sample_noise_levels("random", 2, 3, 10)
 
@@ -134,3 +145,12 @@ def test_config_validation_and_round_trip():
             DiffusionConfig(**bad)
     with pytest.raises(ValueError, match="unknown DiffusionConfig fields"):
         DiffusionConfig.from_dict({"steps": 3})
+
+
+def test_shape_mismatches_are_errors_not_broadcasts():
+    with pytest.raises(ValueError, match=r"weights must be \(B, T\) = \(2, 3\), got \(3,\)"):
+        weighted_mse(torch.zeros(2, 3, 4), torch.ones(2, 3, 4), torch.tensor([1.0, 0.0, 0.0]))
+    schedule = NoiseSchedule.from_name("cosine", 10)
+    levels = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="eps .* must have the shape of x0"):
+        objective_target("pred_v", schedule, levels, torch.zeros(2, 3, 4), torch.zeros(1, 3, 4))

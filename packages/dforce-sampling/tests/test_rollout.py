@@ -161,6 +161,7 @@ def test_sliding_window_history():
         (dict(context=torch.randn(2, 2, 4)), "context must have shape"),
         (dict(context=torch.randn(2)), "context must be"),
         (dict(context=torch.randn(2, 9, 3)), "more than n_tokens"),
+        (dict(context=torch.tensor([[[0.0, float("nan"), 1.0]] * 2] * 2)), "NaN or inf"),
         (dict(context=torch.randn(2, 2, 3), batch_size=3), "batch"),
         (dict(chunk_size=9), "chunk_size"),
         (dict(chunk_size=0), "chunk_size"),

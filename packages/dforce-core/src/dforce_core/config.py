@@ -27,7 +27,9 @@ class DiffusionConfig:
     # loss weighting
     loss_weighting: str = "min_snr"  # min_snr | fused_snr | constant
     snr_clip: float = 5.0
-    cum_snr_decay: float = 0.96  # gamma per frame; raised to frame_stack for fused SNR
+    # gamma per frame; raised to frame_stack for fused SNR. The main: video configs raise it to
+    # frame_stack * frame_skip: to reproduce them with frame_skip 2, pass cum_snr_decay = 0.96 ** 2
+    cum_snr_decay: float = 0.96
     frame_stack: int = 1
     fused_variant: str = "paper"  # paper (App. B.1) | official (main: code, extra gamma)
     constant_weight: float = 1.0

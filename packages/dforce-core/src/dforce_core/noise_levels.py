@@ -89,4 +89,6 @@ def sample_noise_levels(
         known = torch.rand((batch_size,), generator=generator, device=device) < first_token_known_prob
         low = _randint(0, max(1, num_steps // 4), (batch_size,), generator, device)
         levels[:, 0] = torch.where(known, low, levels[:, 0])
+        if mode == "causal" and seq_len > 1:  # keep noise non-decreasing into the future
+            levels[:, 0] = torch.minimum(levels[:, 0], levels[:, 1])
     return NoiseLevelSample(levels=levels.long(), loss_mask=mask)

@@ -77,6 +77,8 @@ def objective_target(
 ) -> Tensor:
     """The regression target of the objective: eps, x0 or v."""
     objective = Objective.parse(objective)
+    if eps.shape != x0.shape:
+        raise ValueError(f"eps {tuple(eps.shape)} must have the shape of x0 {tuple(x0.shape)}")
     if objective is Objective.PRED_NOISE:
         return eps
     if objective is Objective.PRED_X0:

@@ -33,6 +33,8 @@ def weighted_mse(output: Tensor, target: Tensor, weights: Tensor) -> tuple[Tenso
     """(sum_t w_t mse_t / sum_t [w_t > 0], mse per token); mse is averaged over each token's features."""
     if output.shape != target.shape:
         raise ValueError(f"output {tuple(output.shape)} and target {tuple(target.shape)} must match")
+    if tuple(weights.shape) != tuple(output.shape[:2]):
+        raise ValueError(f"weights must be (B, T) = {tuple(output.shape[:2])}, got {tuple(weights.shape)}")
     mse = (output.float() - target.float()).pow(2).flatten(2).mean(-1)  # (B, T)
     count = (weights > 0).sum().clamp_min(1)
     return (mse * weights).sum() / count, mse

@@ -84,6 +84,8 @@ def _resolve_shapes(
         raise ValueError(f"context has batch {b} but batch_size={batch_size}")
     if c > n_tokens:
         raise ValueError(f"context holds {c} tokens, more than n_tokens={n_tokens} (the total length)")
+    if not bool(torch.isfinite(context).all()):
+        raise ValueError("context holds NaN or inf; clean the observed tokens (or drop those steps) before sampling")
     return b, c, tuple(context.shape[2:])
 
 
