@@ -29,7 +29,7 @@ from dforce_train.checkpoint import (
 )
 from dforce_train.config import TrainConfig
 from dforce_train.context import StepContext, step_generator
-from dforce_train.distributed import all_gather_objects, all_reduce_mean, init_distributed
+from dforce_train.distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
 from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, NullLogger
 
@@ -358,6 +358,7 @@ class Trainer:
             except Exception as exc:  # every rank must learn of it, or the others wait forever below
                 error = exc
         outcomes = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+        barrier()  # as before the status exchange: every rank leaves save() together
         if error is not None:
             raise error
         if outcomes[0] is not None:
