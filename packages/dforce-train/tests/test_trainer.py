@@ -270,9 +270,11 @@ def test_resume_refuses_another_model_config_and_warns_on_ignored_settings(tmp_p
     # same weight shapes, another maze: refused before anything is loaded
     other = Trainer(DropoutNet(), _denoise_loss, _cfg(lr=1e-2, max_steps=6, out_dir=str(tmp_path), seed=0),
                     model_config={"planning": {**spec["planning"], "maze": "large"}})
+    before = {k: v.clone() for k, v in other.model.state_dict().items()}
     with pytest.raises(ValueError, match=r"planning\.maze: 'umaze' -> 'large'"):
         other.fit(batches, resume="auto")
     assert other.step == 0
+    assert all(torch.equal(v, before[k]) for k, v in other.model.state_dict().items())  # nothing was loaded
 
     # a key the checkpoint predates is not a mismatch; a changed lr / seed resumes with a warning
     newer = {"planning": {**spec["planning"], "random_horizon": False}}

@@ -20,11 +20,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from dforce_train.checkpoint import (
+    STATE_FILE,
     CheckpointInfo,
     CheckpointManager,
     capture_rng_state,
     checkpoint_name,
     load_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from dforce_train.config import TrainConfig
@@ -371,8 +373,10 @@ class Trainer:
 
         `path` is a checkpoint directory, a directory with a `latest` pointer, or an `out_dir`.
         """
+        ckpt = resolve_checkpoint(path)
+        self._check_resumed_config(ckpt, json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8")))
         info = load_checkpoint(
-            path,
+            ckpt,
             model=self.model,
             optimizer=self.optimizer,
             scheduler=self.scheduler,
@@ -380,27 +384,28 @@ class Trainer:
             ema=self.ema,
             rng_rank=self.rank,
         )
-        self._check_resumed_config(info)
         self.step = info.step
         self._last_saved_step = info.step
         return info
 
-    def _check_resumed_config(self, info: CheckpointInfo) -> None:
-        """Refuse a checkpoint of another model; warn where the resumed run ignores a changed setting."""
-        if self.model_config is not None and info.model_config is not None:
+    def _check_resumed_config(self, ckpt: Path, state: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model (before anything is loaded); warn where the resumed run
+        ignores a changed setting."""
+        saved_model = state.get("model_config")
+        if self.model_config is not None and saved_model is not None:
             own = json.loads(json.dumps(self.model_config))  # tuples -> lists, as stored
-            diff = config_diff(info.model_config, own)
+            diff = config_diff(saved_model, own)
             if diff:
                 raise ValueError(
-                    f"checkpoint {info.path} was written for another model configuration ({'; '.join(diff)}); "
+                    f"checkpoint {ckpt} was written for another model configuration ({'; '.join(diff)}); "
                     "resume with the settings it was trained with, or train into a new out_dir"
                 )
-        saved = info.config or {}
+        saved = state.get("config") or {}
         now = self.config.to_dict()
         ignored = {k: (saved[k], now[k]) for k in ("lr", "ema_decay", "seed") if k in saved and saved[k] != now[k]}
         if ignored:
             warnings.warn(
-                f"resuming {info.path}: the checkpoint's optimiser, EMA and RNG states keep its "
+                f"resuming {ckpt}: the checkpoint's optimiser, EMA and RNG states keep its "
                 + ", ".join(f"{k}={old!r}" for k, (old, _) in ignored.items())
                 + " (new values "
                 + ", ".join(f"{k}={new!r}" for k, (_, new) in ignored.items())
