@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dforce_plan.cli import main
-from dforce_plan.evaluate import EvalConfig, evaluate
+from dforce_plan.evaluate import EvalConfig, evaluate, goal_hold
 from dforce_plan.planner import Planner, PlannerConfig
 from dforce_train import read_jsonl
 
@@ -29,11 +29,24 @@ def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
     assert summary["steps_to_goal_all"] == pytest.approx(reach.mean())
     returns = np.array([e["return"] for e in episodes])
     assert np.allclose(scores, 100 * (returns - 23.85) / (161.86 - 23.85))
+    if_stay = np.array([301 - e["first_reach"] if e["success"] else 0 for e in episodes])
+    assert summary["score_if_stay"] == pytest.approx(np.mean(100 * (if_stay - 23.85) / (161.86 - 23.85)))
+    assert all((e["hold"] is None) != e["success"] for e in episodes)
     logged = read_jsonl(tmp_path / "metrics.jsonl")
     assert logged[0]["score"] == pytest.approx(summary["score"])
     assert logged[0]["latency_fast_ms"] > 0 and logged[0]["latency_reference_ms"] > 0
     assert summary["latency"]["max_abs_diff"] < 1e-3  # fast and reference paths plan the same
     assert any(r.get("image") == "trajectories" for r in logged)
+
+
+def test_goal_hold_counts_steps_after_the_first_arrival():
+    # horizon 10: arrives during step 2 (first_reach 3) and stays 8 steps; arrives at step 0 (first_reach 1),
+    # stays 4 of 10; never arrives
+    if_stay, hold = goal_hold(np.array([8.0, 4.0, 0.0]), np.array([3, 1, -1]), 10)
+    assert if_stay.tolist() == [8.0, 10.0, 0.0]
+    assert hold[:2].tolist() == [1.0, 0.4] and np.isnan(hold[2])
+    with pytest.raises(ValueError, match="first arrival"):
+        goal_hold(np.array([9.0]), np.array([3]), 10)
 
 
 def test_multi2d_draws_a_goal_per_episode(tmp_path, make_model):

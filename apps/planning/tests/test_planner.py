@@ -43,6 +43,21 @@ def test_goal_reward_stop_term_matches_hand_computation(make_model):
         PlannerConfig(stop_weight=-1.0)
 
 
+def test_goal_reward_stop_radius_narrows_where_speed_counts(make_model):
+    _, spec = make_model()
+    norm = spec.normalizer()
+    # one planned frame 1 world unit from the goal, moving at speed 5 (fs = 1)
+    world = torch.tensor([[[2.0, 1.0, 3.0, 4.0]]])  # (1, 1, 4)
+    x = torch.cat([torch.zeros(1, 1, 6), torch.cat([norm.norm_obs(world), torch.zeros(1, 1, 2)], -1)], dim=1)
+    goals = torch.tensor([[1.0, 1.0]])
+    speed = np.sqrt(25.0 + SPEED_EPS**2) - SPEED_EPS
+    for radius, weight in [(1.0, np.exp(-1.0)), (0.5, np.exp(-4.0)), (2.0, np.exp(-0.25))]:
+        r = GoalReward(goals, norm, 1, steps=1, stop_weight=2.0, stop_radius=radius)(x)
+        assert r.item() == pytest.approx(-(1.0 + 2.0 * weight * speed), abs=1e-5)
+    with pytest.raises(ValueError, match="stop_radius"):
+        PlannerConfig(stop_radius=0.0)
+
+
 def test_goal_reward_tanh_distance_matches_hand_computation(make_model):
     _, spec = make_model()
     norm = spec.normalizer()

@@ -62,6 +62,24 @@ def _mean_sem(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), sem
 
 
+def goal_hold(returns: np.ndarray, first_reach: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode: the steps an agent that stayed from its first arrival on would collect, and the fraction kept.
+
+    The sparse reward pays 1 per step inside the goal, so after the first arrival (``first_reach`` = t + 1 for
+    an arrival during step t, -1 for a miss) at most ``horizon - first_reach + 1`` steps can pay: the authors'
+    ``episode_reward_if_stay`` (reference §6.1). ``hold`` = return / that count, 1 for an agent that never
+    leaves the goal again, NaN for a miss.
+    """
+    first_reach = np.asarray(first_reach)
+    reached = first_reach >= 0
+    if_stay = np.where(reached, horizon - first_reach + 1, 0).astype(np.float64)  # (n,)
+    if np.any(np.asarray(returns)[reached] > if_stay[reached] + 1e-9):
+        raise ValueError("a return exceeds the steps left after the first arrival: first_reach or horizon is wrong")
+    hold = np.full(if_stay.shape, np.nan)
+    hold[reached] = np.asarray(returns, dtype=np.float64)[reached] / if_stay[reached]
+    return if_stay, hold
+
+
 def measure_latency(planner: Planner, obs: np.ndarray, goals: np.ndarray, steps: int, repeats: int,
                     seed: int = 0) -> dict[str, Any]:
     """ms per replan of the planner as configured vs our reference path (unbatched MCG, no KV cache).
@@ -145,6 +163,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
     success = first_reach >= 0
     score, sem = _mean_sem(scores)
     reach_mean, reach_sem = _mean_sem(first_reach[success]) if success.any() else (float("nan"), float("nan"))
+    if_stay, hold = goal_hold(returns, first_reach, horizon)
     summary: dict[str, Any] = {
         "env_id": cfg.env_id, "method": planner.config.method, "controller": planner.config.controller,
         "episodes": n, "seed": cfg.seed, "score": score, "score_sem": sem,
@@ -154,6 +173,10 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         "steps_to_goal_median": float(np.median(first_reach[success])) if success.any() else float("nan"),
         # every episode, a miss counted as the whole episode: does not favour methods that succeed less often
         "steps_to_goal_all": float(np.where(success, first_reach, horizon).mean()),
+        # after the first arrival: the fraction of steps spent inside the goal (mean over successes), and the
+        # score an agent that stayed would get (the authors' episode_reward_if_stay, normalized x 100)
+        "goal_hold": float(np.nanmean(hold)) if success.any() else float("nan"),
+        "score_if_stay": float(np.mean([100.0 * normalized_score(cfg.env_id, r) for r in if_stay])),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),
@@ -173,7 +196,9 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
             for i in range(n):
                 f.write(json.dumps({"episode": i, "seed": cfg.seed + i, "return": float(returns[i]),
                                     "score": float(scores[i]), "success": bool(success[i]),
-                                    "first_reach": int(first_reach[i]), "start": starts[i].tolist(),
+                                    "first_reach": int(first_reach[i]),
+                                    "hold": None if np.isnan(hold[i]) else float(hold[i]),
+                                    "start": starts[i].tolist(),
                                     "goal": goals[i].tolist()}) + "\n")
         if show:
             from dforce_datasets.maze2d import get_layout

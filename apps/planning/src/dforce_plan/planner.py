@@ -50,6 +50,7 @@ class PlannerConfig:
     method: str = "df_mcg"
     guidance_scale: float = 1.0
     stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
+    stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
     goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2), the main: code's squashing
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
@@ -71,6 +72,8 @@ class PlannerConfig:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
         if not float(self.stop_weight) >= 0.0:
             raise ValueError(f"stop_weight must be >= 0, got {self.stop_weight}")
+        if not float(self.stop_radius) > 0.0:
+            raise ValueError(f"stop_radius must be > 0 (world units), got {self.stop_radius}")
         if self.goal_distance not in GOAL_DISTANCES:
             raise ValueError(f"goal_distance must be one of {GOAL_DISTANCES}, got {self.goal_distance!r}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
@@ -91,7 +94,7 @@ class PlannerConfig:
 
 
 class GoalReward:
-    """R(x) = -sum_t (f(||p_t - g||) + w exp(-||p_t - g||^2) s(v_t)) over planned frames inside the horizon.
+    """R(x) = -sum_t (f(d_t) + w exp(-(d_t / r)^2) s(v_t)), d_t = ||p_t - g||, over planned frames in the horizon.
 
     World units, one value per row. The first term is the paper's goal distance (reference §3.2), f(d) = d; with
     ``distance="tanh"`` it is f(d) = 2 tanh(d / 2), the squashing of the authors' ``main:`` code (reference §3.1)
@@ -100,7 +103,8 @@ class GoalReward:
     off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
-    away from the goal. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
+    away from the goal; its width r (``stop_radius``, 1 world unit by default, a maze cell) sets how far from the
+    goal braking starts. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
     plans that stay at the goal live, and its gradient direction would flip on float noise there.
 
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
@@ -108,11 +112,12 @@ class GoalReward:
     """
 
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
-                 stop_weight: float = 0.0, distance: str = "linear") -> None:
+                 stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0) -> None:
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
         self.goals = goals  # (B, 2) world
         self.stop_weight = float(stop_weight)
+        self.stop_radius = float(stop_radius)
         self.distance = distance
         self.normalizer = normalizer
         self.frame_stack = frame_stack
@@ -129,7 +134,7 @@ class GoalReward:
         if self.stop_weight:
             vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
-            near = torch.exp(-dist.detach().pow(2))  # (N, H*fs): where speed counts, constant under the gradient
+            near = torch.exp(-(dist.detach() / self.stop_radius).pow(2))  # (N, H*fs): where speed counts, constant under the gradient
             cost = cost + self.stop_weight * near * speed  # (N, H*fs)
         inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
         return -(cost * inside).sum(dim=-1)  # (N,)
@@ -238,7 +243,8 @@ class Planner:
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
-        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance)
+        reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance,
+                            c.stop_radius)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
