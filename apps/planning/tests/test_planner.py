@@ -58,6 +58,24 @@ def test_goal_reward_stop_radius_narrows_where_speed_counts(make_model):
         PlannerConfig(stop_radius=0.0)
 
 
+def test_goal_reward_stop_after_arrival_charges_every_later_frame(make_model):
+    _, spec = make_model()
+    norm = spec.normalizer()
+    # four planned frames at distances 1, 0.3, 2, 0.2 from the goal, each at speed 5 (fs = 1): with
+    # stop_where="after" and radius 0.5 the speed counts from the second frame (the arrival) on, fully
+    world = torch.tensor([[[2.0, 1.0, 3.0, 4.0], [1.3, 1.0, 3.0, 4.0], [3.0, 1.0, 3.0, 4.0], [1.0, 1.2, 3.0, 4.0]]])
+    x = torch.cat([torch.zeros(1, 1, 6), torch.cat([norm.norm_obs(world), torch.zeros(1, 4, 2)], -1)], dim=1)
+    goals = torch.tensor([[1.0, 1.0]])
+    speed = np.sqrt(25.0 + SPEED_EPS**2) - SPEED_EPS
+    r = GoalReward(goals, norm, 1, steps=4, stop_weight=2.0, stop_radius=0.5, stop_where="after")(x)
+    assert r.item() == pytest.approx(-(1.0 + 0.3 + 2.0 + 0.2 + 3 * 2.0 * speed), abs=1e-4)
+    never = torch.cat([x[:, :1], x[:, 1:2], x[:, 3:4]], dim=1)  # frames at 1 and 2 only: never arrives
+    r = GoalReward(goals, norm, 1, steps=2, stop_weight=2.0, stop_radius=0.5, stop_where="after")(never)
+    assert r.item() == pytest.approx(-3.0, abs=1e-4)
+    with pytest.raises(ValueError, match="stop_where"):
+        PlannerConfig(stop_where="later")
+
+
 def test_goal_reward_tanh_distance_matches_hand_computation(make_model):
     _, spec = make_model()
     norm = spec.normalizer()

@@ -148,7 +148,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
 
 def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight,
-            "stop_radius": args.stop_radius,
+            "stop_radius": args.stop_radius, "stop_where": args.stop_where,
             "goal_distance": args.goal_distance, "mc_samples": args.mc_samples,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller}
@@ -161,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     if not Path(args.ckpt).exists():
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
-    unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "goal_distance", "mc_samples", "horizon"),
+    unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "mc_samples", "horizon"),
               "df": ("mc_samples",)}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if given:
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stop-weight", type=float, help="reward weight of speed near the goal (0: goal distance only)")
     ev.add_argument("--stop-radius", type=float,
                     help="world units: the stop term charges speed with weight exp(-(d / r)^2) (default 1, a cell)")
+    ev.add_argument("--stop-where", choices=["near", "after"],
+                    help="stop term frames: near (proximity weight, default) or after (from the plan's arrival on)")
     ev.add_argument("--goal-distance", choices=["linear", "tanh"],
                     help="reward per frame: the goal distance d (paper) or 2 tanh(d/2) (the authors' main: code)")
     ev.add_argument("--mc-samples", type=int)

@@ -41,6 +41,7 @@ METHODS = ("df_mcg", "df", "diffuser")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
 GOAL_DISTANCES = ("linear", "tanh")  # how a frame's goal distance d enters the reward: d, or 2 tanh(d / 2)
+STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity, or all from the plan's arrival on
 
 
 @dataclass
@@ -51,6 +52,7 @@ class PlannerConfig:
     guidance_scale: float = 1.0
     stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
     stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
+    stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
     goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2), the main: code's squashing
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
@@ -74,6 +76,8 @@ class PlannerConfig:
             raise ValueError(f"stop_weight must be >= 0, got {self.stop_weight}")
         if not float(self.stop_radius) > 0.0:
             raise ValueError(f"stop_radius must be > 0 (world units), got {self.stop_radius}")
+        if self.stop_where not in STOP_WHERE:
+            raise ValueError(f"stop_where must be one of {STOP_WHERE}, got {self.stop_where!r}")
         if self.goal_distance not in GOAL_DISTANCES:
             raise ValueError(f"goal_distance must be one of {GOAL_DISTANCES}, got {self.goal_distance!r}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
@@ -104,7 +108,9 @@ class GoalReward:
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
     away from the goal; its width r (``stop_radius``, 1 world unit by default, a maze cell) sets how far from the
-    goal braking starts. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
+    goal braking starts. With ``stop_where="after"`` the weight is instead 1 on every frame from the plan's first
+    arrival within r on (0 before): a plan that passes the goal behind a wall is not slowed, and a plan that
+    arrives is asked to stay for the rest of the horizon. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
     plans that stay at the goal live, and its gradient direction would flip on float noise there.
 
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
@@ -112,9 +118,13 @@ class GoalReward:
     """
 
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
-                 stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0) -> None:
+                 stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
+                 stop_where: str = "near") -> None:
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
+        if stop_where not in STOP_WHERE:
+            raise ValueError(f"stop_where must be one of {STOP_WHERE}, got {stop_where!r}")
+        self.stop_where = stop_where
         self.goals = goals  # (B, 2) world
         self.stop_weight = float(stop_weight)
         self.stop_radius = float(stop_radius)
@@ -134,7 +144,11 @@ class GoalReward:
         if self.stop_weight:
             vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
-            near = torch.exp(-(dist.detach() / self.stop_radius).pow(2))  # (N, H*fs): where speed counts, constant under the gradient
+            d = dist.detach()  # (N, H*fs): where speed counts is constant under the gradient
+            if self.stop_where == "after":
+                near = (d <= self.stop_radius).to(d.dtype).cummax(dim=1).values  # (N, H*fs): 1 from arrival on
+            else:
+                near = torch.exp(-(d / self.stop_radius).pow(2))  # (N, H*fs)
             cost = cost + self.stop_weight * near * speed  # (N, H*fs)
         inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
         return -(cost * inside).sum(dim=-1)  # (N,)
@@ -244,7 +258,7 @@ class Planner:
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
         reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance,
-                            c.stop_radius)
+                            c.stop_radius, c.stop_where)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
