@@ -80,6 +80,12 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     # options a method would ignore are refused
     assert main(["eval", "--ckpt", str(run), "--method", "df", "--mc-samples", "4", "--quiet"]) == 2
     assert "--mc-samples would be ignored" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(run), "--pd-gains", "1", "1", "--quiet"]) == 2
+    assert "--pd-gains would be ignored" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "1", "--replan-every", "100",
+                 "--controller", "pd", "--pd-gains", "1", "0.5", "--show", "0", "--latency-batch", "0",
+                 "--out", str(tmp_path / "pd"), "--wandb", "off", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["pd_gains"] == [1.0, 0.5]
     # a second evaluation into the same --out keeps the first one's files
     first_png = (out / "df_mcg_umaze.png").read_bytes()
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",

@@ -151,7 +151,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "stop_radius": args.stop_radius, "stop_where": args.stop_where,
             "goal_distance": args.goal_distance, "mc_samples": args.mc_samples,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
-            "controller": args.controller}
+            "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,6 +168,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         why = ("plans by inpainting the start and goal over its fixed window, without guidance"
                if args.method == "diffuser" else "is DF with a single sample; use --method df_mcg for more")
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
+    from .presets import planner_preset
+
+    if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
+        raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
     planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
     if planner.spec.maze != args.maze:
         raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
@@ -326,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--replan-every", type=int)
     ev.add_argument("--sampling-steps", type=int)
     ev.add_argument("--controller", choices=["actions", "pd"])
+    ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
+                    help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")
     ev.add_argument("--wandb", default="auto", choices=["auto", "off", "offline", "online"])
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--threads", type=int)
