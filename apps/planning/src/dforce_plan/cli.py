@@ -161,7 +161,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     if not Path(args.ckpt).exists():
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
-    unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "mc_samples", "horizon"),
+    unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance",
+                           "mc_samples", "horizon"),
               "df": ("mc_samples",)}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if given:

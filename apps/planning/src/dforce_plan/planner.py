@@ -110,8 +110,9 @@ class GoalReward:
     away from the goal; its width r (``stop_radius``, 1 world unit by default, a maze cell) sets how far from the
     goal braking starts. With ``stop_where="after"`` the weight is instead 1 on every frame from the plan's first
     arrival within r on (0 before): a plan that passes the goal behind a wall is not slowed, and a plan that
-    arrives is asked to stay for the rest of the horizon. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the
-    plans that stay at the goal live, and its gradient direction would flip on float noise there.
+    arrives is asked to stay for the rest of the horizon. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
+    |v| has a kink at rest, where the plans that stay at the goal live, and its gradient direction would flip on
+    float noise there.
 
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
     a multiple of the number of goals (Monte Carlo replicas, row b*R + r belongs to goal b).
