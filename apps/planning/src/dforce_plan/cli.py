@@ -1,7 +1,8 @@
 """``dforce-plan``: Diffusion Forcing planning in D4RL maze2d with Monte Carlo Guidance.
 
 Sub-commands: ``data`` (generate or load a dataset), ``train``, ``eval``, ``export`` (EMA weights as a slim
-inference checkpoint) and ``quickstart`` (all of it, small, on umaze). Run ``dforce-plan <command> --help`` for the options.
+inference checkpoint), ``seeds`` (eval results of several training seeds as one row) and ``quickstart`` (all of
+it, small, on umaze). Run ``dforce-plan <command> --help`` for the options.
 """
 
 from __future__ import annotations
@@ -209,6 +210,20 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
             "bytes": sum(f.stat().st_size for f in out.iterdir())}
 
 
+# ----------------------------------------------------------------------------------------------- seeds
+
+def cmd_seeds(args: argparse.Namespace) -> dict[str, Any]:
+    """Eval results of models trained with different seeds -> one row per task: mean, std and SE over models."""
+    from .seeds import combine, load_results, table
+
+    if len(args.results) < 2:
+        raise CliError("give the eval JSON of at least two models (one per training seed)")
+    combined = combine(load_results(args.results))
+    if not args.quiet:
+        print(table(combined), file=sys.stderr)
+    return combined
+
+
 # ----------------------------------------------------------------------------------------------- quickstart
 
 def cmd_quickstart(args: argparse.Namespace) -> dict[str, Any]:
@@ -341,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write the EMA weights as a slim inference checkpoint (for eval / sharing)")
     ex.add_argument("--ckpt", required=True, help="checkpoint directory or training run directory")
     ex.add_argument("--out", required=True, help="new directory for model.safetensors + state.json")
+    se = sub.add_parser("seeds", help="combine eval results of models trained with different seeds (mean ± SE)")
+    se.add_argument("results", nargs="+", help="eval JSON files, one per trained model, evaluated the same way")
+    se.add_argument("--quiet", action="store_true", help="no Markdown table on stderr")
+
     qs = sub.add_parser("quickstart", help="umaze end to end, small (about 10 minutes on 2 CPU cores)")
     qs.add_argument("--out", default="runs/quickstart")
     qs.add_argument("--data-steps", type=int, default=200_000)
@@ -355,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "quickstart": cmd_quickstart}
+COMMANDS = {"data": cmd_data, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "seeds": cmd_seeds,
+            "quickstart": cmd_quickstart}
 
 
 def main(argv: list[str] | None = None) -> int:
