@@ -140,6 +140,15 @@ def test_cli_train_time_budget_and_export(tmp_path, capsys):
                for a, c in zip(full.state_dict().values(), raw.state_dict().values(), strict=True))
     assert main(["export", "--ckpt", str(run), "--out", str(slim)]) == 2  # never overwrites
     assert "not empty" in capsys.readouterr().err
+    cosine = tmp_path / "cosine"
+    assert main(["train", "--data", str(data), "--out", str(cosine), "--steps", "4", "--warmup", "1", "--log-every",
+                 "1", "--lr-decay", "cosine", "--min-lr-ratio", "0.2", *tiny]) == 0
+    capsys.readouterr()
+    lrs = [row["lr"] for row in read_jsonl(cosine / "metrics.jsonl") if "lr" in row]
+    # 1e-3 * (0.2 + 0.8 * (1 + cos(pi * p)) / 2) at p = 0, 0, 1/3, 2/3 (warmup of one step)
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-3 * (0.2 + 0.8 * 0.75), 1e-3 * (0.2 + 0.8 * 0.25)])
+    state = json.loads(next((cosine / "checkpoints").glob("step_*/state.json")).read_text())
+    assert state["config"]["lr_decay"] == "cosine" and state["config"]["min_lr_ratio"] == 0.2
 
 
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):

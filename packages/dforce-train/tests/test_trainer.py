@@ -16,6 +16,7 @@ from dforce_train import (
     Trainer,
     latest_checkpoint,
     list_checkpoints,
+    lr_factor,
     read_jsonl,
     warmup_factor,
 )
@@ -114,6 +115,29 @@ def test_warmup_learning_rates():
     assert seen[3] == pytest.approx(0.1)  # the 4th step reaches the full lr
     assert seen[4] == pytest.approx(0.1) and seen[6] == pytest.approx(0.1)  # step == warmup_steps and after
     assert warmup_factor(0, 0) == 1.0 and warmup_factor(10, 4) == 1.0
+
+
+def test_cosine_decay_learning_rates():
+    seen = []
+    trainer = None
+
+    def loss_fn(model, batch, ctx):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return model(batch).pow(2).mean(), {}
+
+    cfg = _cfg(lr=0.1, warmup_steps=2, max_steps=6, lr_decay="cosine", min_lr_ratio=0.1)
+    trainer = Trainer(nn.Linear(2, 1), loss_fn, cfg)
+    trainer.fit(lambda start: itertools.repeat(torch.ones(4, 2)))
+    # warmup 0.05, 0.1; then 0.1 * (0.1 + 0.9 * (1 + cos(pi * p)) / 2) with p = 0, 1/4, 1/2, 3/4
+    expected = [0.05, 0.1, 0.1, 0.1 * (0.1 + 0.45 * (1 + 0.5 ** 0.5)), 0.1 * 0.55, 0.1 * (0.1 + 0.45 * (1 - 0.5 ** 0.5))]
+    assert seen == pytest.approx(expected)
+    assert lr_factor(6, 2, 6, "cosine", 0.1) == pytest.approx(0.1)  # max_steps reaches the floor
+    assert lr_factor(50, 2, 6, "cosine", 0.0) == pytest.approx(0.0)  # and stays there
+    assert lr_factor(3, 2, 6) == 1.0  # constant: the default
+    with pytest.raises(ValueError, match="lr_decay"):
+        _cfg(lr_decay="linear")
+    with pytest.raises(ValueError, match="min_lr_ratio"):
+        _cfg(min_lr_ratio=1.5)
 
 
 def test_non_finite_loss_stops_without_checkpoint(tmp_path):

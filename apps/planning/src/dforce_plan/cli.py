@@ -118,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
     spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
-                      ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
+                      lr_decay=args.lr_decay, min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
                       seed=args.seed, progress=not args.quiet, device=args.device, precision=args.precision,
                       max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, compile=args.compile)
     _, summary = train(data, spec, cfg, batch_size=args.batch_size, resume="auto" if args.resume else None)
@@ -313,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=64)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--warmup", type=int, default=200)
+    tr.add_argument("--lr-decay", dest="lr_decay", default="constant", choices=["constant", "cosine"],
+                    help="after warmup: constant lr (the reported models), or a cosine to --min-lr-ratio at --steps")
+    tr.add_argument("--min-lr-ratio", dest="min_lr_ratio", type=float, default=0.0,
+                    help="final lr / lr of the cosine decay")
     tr.add_argument("--ema", type=float, default=0.99)
     tr.add_argument("--ckpt-every", type=int, default=1000)
     tr.add_argument("--log-every", type=int, default=50)

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 Precision = Literal["fp32", "bf16", "fp16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+LrDecay = Literal["constant", "cosine"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+LR_DECAYS = ("constant", "cosine")
 
 
 def _is_int(value: Any) -> bool:
@@ -27,6 +29,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_decay: LrDecay = "constant"  # after warmup: keep lr, or cosine-decay it to min_lr_ratio * lr at max_steps
+    min_lr_ratio: float = 0.0
     max_steps: int = 100_000
     max_seconds: float | None = None  # wall-clock budget of one `fit` call; None = no limit
     compile: bool = False  # torch.compile the model for training (fuses the many small elementwise kernels)
@@ -60,6 +64,10 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if not _is_int(self.warmup_steps) or self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be an int >= 0 (0 = no warmup), got {self.warmup_steps!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        if not isinstance(self.min_lr_ratio, (int, float)) or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1] (the final lr / lr), got {self.min_lr_ratio!r}")
         if not _is_int(self.max_steps) or self.max_steps < 1:
             raise ValueError(f"max_steps must be an int >= 1, got {self.max_steps!r}")
         if self.max_seconds is not None and (

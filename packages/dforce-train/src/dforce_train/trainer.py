@@ -64,6 +64,17 @@ def warmup_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps)
 
 
+def lr_factor(step: int, warmup_steps: int, max_steps: int, decay: str = "constant", min_ratio: float = 0.0) -> float:
+    """LR multiplier of 0-based `step`: linear warmup, then constant or a cosine from 1 to `min_ratio` at max_steps."""
+    ramp = warmup_factor(step, warmup_steps)
+    if decay == "constant" or step < warmup_steps:
+        return ramp
+    if decay != "cosine":
+        raise ValueError(f"lr decay must be 'constant' or 'cosine', got {decay!r}")
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))  # 0 after warmup, 1 at the end
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 @dataclass
 class FitSummary:
     """What `Trainer.fit` reports when it returns."""
@@ -119,10 +130,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
         )
-        warmup = config.warmup_steps
+        warmup, total, decay, floor = config.warmup_steps, config.max_steps, config.lr_decay, config.min_lr_ratio
 
         def lr_lambda(step: int) -> float:
-            return warmup_factor(step, warmup)
+            return lr_factor(step, warmup, total, decay, floor)
 
         self.scheduler = LambdaLR(self.optimizer, lr_lambda)
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
