@@ -100,7 +100,8 @@ def test_exact_resume_is_bitwise_identical(tmp_path):
     assert all(torch.equal(state_a[i]["exp_avg"], state_b[i]["exp_avg"]) for i in state_a)
 
 
-def test_warmup_learning_rates():
+def _lrs_seen(cfg: TrainConfig) -> list[float]:
+    """The learning rate of every optimiser step of a short run."""
     seen = []
     trainer = None
 
@@ -108,8 +109,13 @@ def test_warmup_learning_rates():
         seen.append(trainer.optimizer.param_groups[0]["lr"])
         return model(batch).pow(2).mean(), {}
 
-    trainer = Trainer(nn.Linear(2, 1), loss_fn, _cfg(lr=0.1, warmup_steps=4, max_steps=7))
+    trainer = Trainer(nn.Linear(2, 1), loss_fn, cfg)
     trainer.fit(lambda start: itertools.repeat(torch.ones(4, 2)))
+    return seen
+
+
+def test_warmup_learning_rates():
+    seen = _lrs_seen(_cfg(lr=0.1, warmup_steps=4, max_steps=7))
     assert seen[0] == pytest.approx(0.025)  # step 0: lr * 1/4
     assert seen[1] == pytest.approx(0.05)  # step 1: lr * 2/4
     assert seen[3] == pytest.approx(0.1)  # the 4th step reaches the full lr
@@ -118,16 +124,7 @@ def test_warmup_learning_rates():
 
 
 def test_cosine_decay_learning_rates():
-    seen = []
-    trainer = None
-
-    def loss_fn(model, batch, ctx):
-        seen.append(trainer.optimizer.param_groups[0]["lr"])
-        return model(batch).pow(2).mean(), {}
-
-    cfg = _cfg(lr=0.1, warmup_steps=2, max_steps=6, lr_decay="cosine", min_lr_ratio=0.1)
-    trainer = Trainer(nn.Linear(2, 1), loss_fn, cfg)
-    trainer.fit(lambda start: itertools.repeat(torch.ones(4, 2)))
+    seen = _lrs_seen(_cfg(lr=0.1, warmup_steps=2, max_steps=6, lr_decay="cosine", min_lr_ratio=0.1))
     # warmup 0.05, 0.1; then 0.1 * (0.1 + 0.9 * (1 + cos(pi * p)) / 2) with p = 0, 1/4, 1/2, 3/4
     expected = [0.05, 0.1, 0.1, 0.1 * (0.1 + 0.45 * (1 + 0.5 ** 0.5)), 0.1 * 0.55, 0.1 * (0.1 + 0.45 * (1 - 0.5 ** 0.5))]
     assert seen == pytest.approx(expected)
