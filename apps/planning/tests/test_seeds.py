@@ -76,6 +76,10 @@ def test_cli_seeds_prints_the_combined_rows_and_rejects_bad_files(tmp_path, caps
     out, err = capsys.readouterr()
     assert json.loads(out)["dforce/maze2d-umaze-v1"]["score"] == pytest.approx(20.0)
     assert "| dforce/maze2d-umaze-v1 | df_mcg (actions) | 2 | 20.0 ± 10.0 | 10.0 / 30.0 | 60% | 0.50 | 116.7 |" in err
+    summary = tmp_path / "df_mcg_umaze_summary.json"  # eval's per-task summary file is accepted too
+    summary.write_text(json.dumps(_result(50.0, 0.9, 0.7)["dforce/maze2d-umaze-v1"]))
+    assert main(["seeds", "--quiet", *paths, str(summary)]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["score"] == pytest.approx(30.0)
     assert main(["seeds", paths[0]]) == 2
     assert "at least two models" in capsys.readouterr().err
     bad = tmp_path / "bad.json"

@@ -20,7 +20,7 @@ _MEANS = ("success_rate", "goal_hold", "score_if_stay", "steps_to_goal_all")
 
 
 def load_results(paths: list[str | Path]) -> list[tuple[str, dict[str, Any]]]:
-    """(file, result) pairs from eval JSON files ({env_id: summary}); ValueError naming a bad file."""
+    """(file, result) pairs from eval JSON files ({env_id: summary}) or summary files; ValueError naming a bad one."""
     runs = []
     for path in paths:
         path = Path(path)
@@ -30,6 +30,8 @@ def load_results(paths: list[str | Path]) -> list[tuple[str, dict[str, Any]]]:
             result = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path} is not JSON ({exc}); give the JSON that `dforce-plan eval` printed") from exc
+        if isinstance(result, dict) and "env_id" in result and "score" in result:
+            result = {result["env_id"]: result}  # one task's <out>/<name>_summary.json
         if not isinstance(result, dict) or not result or not all(
                 isinstance(v, dict) and "score" in v for v in result.values()):
             raise ValueError(f"{path} is not a `dforce-plan eval` result ({{env_id: summary}} with a score)")
