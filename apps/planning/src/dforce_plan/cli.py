@@ -118,7 +118,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
     spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
-                      lr_decay=args.lr_decay, min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema, ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
+                      lr_decay=args.lr_decay, min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema,
+                      ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
                       seed=args.seed, progress=not args.quiet, device=args.device, precision=args.precision,
                       max_seconds=None if args.max_minutes is None else 60.0 * args.max_minutes, compile=args.compile)
     _, summary = train(data, spec, cfg, batch_size=args.batch_size, resume="auto" if args.resume else None)

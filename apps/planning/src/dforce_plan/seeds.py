@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,8 @@ def combine(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]
         _check_same(env_id, rows)
         scores = [float(row["score"]) for _, row in rows]
         n = len(scores)
-        mean = sum(scores) / n
-        std = math.sqrt(sum((s - mean) ** 2 for s in scores) / (n - 1)) if n > 1 else None
+        mean = statistics.fmean(scores)
+        std = statistics.stdev(scores) if n > 1 else None  # n - 1 in the denominator
         first = rows[0][1]
         entry: dict[str, Any] = {
             "env_id": env_id, "method": first.get("method"), "controller": first.get("controller"),
@@ -93,7 +94,7 @@ def combine(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]
             # mean is then over the models that have one
             values = [row.get(key) for _, row in rows]
             finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-            entry[key] = sum(finite) / len(finite) if finite and None not in values else None
+            entry[key] = statistics.fmean(finite) if finite and None not in values else None
         out[env_id] = entry
     return out
 
