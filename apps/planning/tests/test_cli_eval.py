@@ -165,12 +165,25 @@ def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     assert sorted(p.stat().st_mtime_ns for p in shards.glob("*.tar")) == before
 
 
+def test_cli_data_dwell_is_recorded_and_changes_the_walk(tmp_path, capsys):
+    import h5py
+
+    paths, info = {dwell: tmp_path / f"d{dwell}.hdf5" for dwell in (0, 60)}, {}
+    for dwell, path in paths.items():
+        assert main(["data", "--steps", "4000", "--dwell", str(dwell), "--out", str(path), "--quiet"]) == 0
+        info[dwell] = json.loads(capsys.readouterr().out)
+    assert info[60]["goal_switches"] < info[0]["goal_switches"]
+    with h5py.File(paths[60]) as f:
+        assert int(f.attrs["dwell"]) == 60
+
+
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--ckpt", "/nonexistent/run"], "does not exist"),
     (["train", "--data", "/nonexistent/u.hdf5", "--out", "/tmp/x"], "does not exist"),
     (["train", "--data", "maze2d-umaze-v1", "--out", "/tmp/x"], "no local file"),
     (["data"], "give --out"),
     (["data", "--source", "/nonexistent/x.hdf5"], "does not exist"),
+    (["data", "--dwell", "-3", "--out", "/tmp/never.hdf5"], "dwell must be >= 0"),
     (["eval", "--ckpt", "/tmp", "--episodes", "1"], "not a dforce-plan checkpoint|no planning checkpoint"),
 ])
 def test_cli_error_paths(argv, message, capsys, monkeypatch, tmp_path):

@@ -101,6 +101,32 @@ def test_fast_walk_equals_the_mujoco_loop(maze, noisy, steps):
         assert fast.metadata["mujoco_steps"] > 0  # the contact path was exercised
 
 
+def test_dwell_walk_equals_the_mujoco_loop_and_adds_stops():
+    """--dwell (not D4RL): the same walk until a goal is first solved, then held; the fast path stays exact."""
+    plain = generate(GenerateConfig(maze="umaze", steps=20_000, seed=2, noisy=True))
+    dwell_cfg = GenerateConfig(maze="umaze", steps=20_000, seed=2, noisy=True, dwell=80)
+    dwell = generate(dwell_cfg)
+    assert dwell.metadata["dwell"] == 80 and plain.metadata["dwell"] == 0
+    small = GenerateConfig(maze="umaze", steps=3000, seed=2, noisy=True, dwell=80)
+    fast, slow = generate(small), generate_reference(small)
+    for key in FIELDS:
+        np.testing.assert_allclose(getattr(fast, key), getattr(slow, key), rtol=0, atol=1e-8, err_msg=key)
+    # identical up to the first goal switch of the plain walk, the step where it first solved its goal
+    first = int(np.flatnonzero(plain.timeouts)[0])
+    for key in FIELDS:
+        np.testing.assert_array_equal(getattr(plain, key)[:first], getattr(dwell, key)[:first], err_msg=key)
+    assert not dwell.timeouts[first]
+
+    def stops(d):  # fraction of steps at rest (speed < 0.5) within 0.5 of the goal's cell
+        near = np.linalg.norm(d.observations[:, :2] - np.rint(d.goals), axis=1) < 0.5
+        return float((near & (np.linalg.norm(d.observations[:, 2:], axis=1) < 0.5)).mean())
+
+    assert stops(plain) < 0.005 < 0.15 < stops(dwell)  # D4RL's walk never stops; the dwell walk does
+    assert dwell.timeouts.sum() < 0.8 * plain.timeouts.sum()  # goals are held longer, so fewer switches
+    with pytest.raises(ValueError, match="dwell"):
+        GenerateConfig(dwell=-1)
+
+
 def test_walk_quirks_duplicate_observation_and_time_limit():
     data = generate(GenerateConfig(maze="medium", steps=3000, seed=1, max_episode_steps=40))
     switches = np.flatnonzero(data.timeouts[:-1])

@@ -44,13 +44,17 @@ def _summary(dataset: dict[str, Any], source: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- data
 
-def make_dataset(maze: str, steps: int | None, seed: int, noisy: bool, progress: bool = True) -> dict[str, Any]:
+def make_dataset(maze: str, steps: int | None, seed: int, noisy: bool, progress: bool = True,
+                 dwell: int = 0) -> dict[str, Any]:
     """Generate a D4RL-schema dataset with the D4RL waypoint walk (dforce_datasets.maze2d.generate)."""
     from tqdm.auto import tqdm
 
     from dforce_datasets.maze2d import GenerateConfig, generate, to_d4rl
 
-    cfg = GenerateConfig(maze=maze, steps=steps, seed=seed, noisy=noisy)
+    try:
+        cfg = GenerateConfig(maze=maze, steps=steps, seed=seed, noisy=noisy, dwell=dwell)
+    except ValueError as err:
+        raise CliError(f"data: {err}") from None
     bar = tqdm(total=cfg.n_steps, desc=f"generate {maze}", disable=not progress, unit="step", dynamic_ncols=True)
     done = [0]
 
@@ -87,9 +91,10 @@ def cmd_data(args: argparse.Namespace) -> dict[str, Any]:
     if out.is_file() or (out.is_dir() and any(out.glob("*.tar"))):  # checked before minutes of generation
         raise CliError(f"--out {out} already holds a dataset; give a new path")
     t0 = time.perf_counter()
-    data = make_dataset(args.maze, args.steps, args.seed, not args.clean, progress=not args.quiet)
+    data = make_dataset(args.maze, args.steps, args.seed, not args.clean, progress=not args.quiet, dwell=args.dwell)
     if out.suffix in (".hdf5", ".h5"):
-        write_hdf5(out, data, attrs={"maze": args.maze, "seed": args.seed, "noisy": not args.clean})
+        write_hdf5(out, data, attrs={"maze": args.maze, "seed": args.seed, "noisy": not args.clean,
+                                     "dwell": args.dwell})
     else:
         write_shards(out, data)
     info = _summary(data, str(out))
@@ -290,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--steps", type=int, default=None, help="transitions (default D4RL's 1M / 2M / 4M)")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--clean", action="store_true", help="no action noise (default: --noisy, like the released files)")
+    data.add_argument("--dwell", type=int, default=0,
+                      help="not in D4RL: after reaching each goal the walk holds it for U{0..N} more steps, so the "
+                           "data contains stops (default 0: D4RL's walk, which never stops)")
     data.add_argument("--out", help="*.hdf5 file, or a directory for webdataset shards")
     data.add_argument("--source", help="describe an existing dataset (hdf5, shards or a D4RL id) instead")
     data.add_argument("--quiet", action="store_true")

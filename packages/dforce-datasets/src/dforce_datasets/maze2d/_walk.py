@@ -13,7 +13,7 @@ from .model import GEAR, MAX_SPEED, TIMESTEP
 # kernel return codes
 FINISHED, NEW_TARGET, PHYSICS, REPLAN = 0, 1, 2, 3
 # integer state slots
-I_STEP, I_TS, I_WP, I_NWP, I_PHASE, I_DONE = range(6)
+I_STEP, I_TS, I_WP, I_NWP, I_PHASE, I_DONE, I_DWELL = range(7)
 # float controller slots: target cell (2), previous location (2), pending action (2)
 C_TGT, C_PREV, C_ACT = 0, 2, 4
 
@@ -50,7 +50,11 @@ def walk(n_total, max_steps, gains, noise, noise_scale, boxes, s, sim, target, c
             if noise_scale > 0.0:
                 ax = min(max(ax + noise[i, 0] * noise_scale, -1.0), 1.0)
                 ay = min(max(ay + noise[i, 1] * noise_scale, -1.0), 1.0)
-            done = (not not_solved) or ist[I_TS] >= max_steps
+            solved = not not_solved
+            if solved and ist[I_DWELL] > 0:  # optional dwell: hold the solved target for more steps
+                ist[I_DWELL] -= 1
+                solved = False
+            done = solved or ist[I_TS] >= max_steps
             o_obs[i, :] = s
             o_act[i, 0], o_act[i, 1] = ax, ay
             o_goal[i, :] = target

@@ -43,9 +43,12 @@ class GenerateConfig:
     seed: int = 0
     noisy: bool = False  # D4RL --noisy: add N(0, 0.5^2) to every action before the clip
     max_episode_steps: int | None = None  # None: the task's limit (300 / 600 / 800)
+    dwell: int = 0  # not in D4RL: after reaching each goal, hold it for U{0..dwell} more solved steps
 
     def __post_init__(self):
         get_task(self.maze)
+        if self.dwell < 0:
+            raise ValueError(f"dwell must be >= 0 steps, got {self.dwell}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
@@ -63,16 +66,24 @@ class GenerateConfig:
 
 
 def _streams(seed: int):
-    """Independent generators for the env (start, targets), the controller (jitter) and the action noise."""
-    env_seq, ctrl_seq, noise_seq = np.random.SeedSequence(seed).spawn(3)
-    return tuple(np.random.Generator(np.random.PCG64(s)) for s in (env_seq, ctrl_seq, noise_seq))
+    """Independent generators for the env (start, targets), the controller (jitter), the action noise and dwells.
+
+    The first three children do not depend on how many are spawned, so adding the dwell stream left the D4RL-like
+    walks (dwell 0) unchanged."""
+    seqs = np.random.SeedSequence(seed).spawn(4)
+    return tuple(np.random.Generator(np.random.PCG64(s)) for s in seqs)
+
+
+def _draw_dwell(rng: np.random.Generator, config: GenerateConfig) -> int:
+    """Solved steps to hold the next goal for: U{0..dwell}, and 0 (no draw) for D4RL's walk."""
+    return int(rng.integers(0, config.dwell + 1)) if config.dwell > 0 else 0
 
 
 def _empty(n: int, maze: str, config: GenerateConfig) -> Maze2dData:
     return Maze2dData(np.zeros((n, 4)), np.zeros((n, 2)), np.zeros((n, 2)), np.zeros(n, dtype=bool),
                       np.zeros((n, 2)), np.zeros((n, 2)), maze=maze,
                       metadata={"generator": "dforce_datasets.maze2d", "seed": config.seed, "noisy": config.noisy,
-                                "max_episode_steps": config.time_limit})
+                                "max_episode_steps": config.time_limit, "dwell": config.dwell})
 
 
 def generate_reference(config: GenerateConfig) -> Maze2dData:
@@ -80,7 +91,7 @@ def generate_reference(config: GenerateConfig) -> Maze2dData:
     from .env import maze2d_env_class
 
     task = get_task(config.maze)
-    env_rng, ctrl_rng, noise_rng = _streams(config.seed)
+    env_rng, ctrl_rng, noise_rng, dwell_rng = _streams(config.seed)
     env = maze2d_env_class()(maze=task.maze)
     env.np_random = env_rng
     controller = WaypointController(task.maze, rng=ctrl_rng)
@@ -88,20 +99,22 @@ def generate_reference(config: GenerateConfig) -> Maze2dData:
     out = _empty(n, task.maze, config)
     env.set_target()
     s, _ = env.reset()
-    ts = 0
+    ts, dwell = 0, _draw_dwell(dwell_rng, config)
     for i in range(n):
-        act, done = controller.get_action(s[:2], s[2:], env.get_target())
+        act, solved = controller.get_action(s[:2], s[2:], env.get_target())
         if config.noisy:
             act = act + noise_rng.standard_normal(2) * NOISE_STD
         act = np.clip(act, -1.0, 1.0)
-        done = done or ts >= config.time_limit
+        if solved and dwell > 0:
+            dwell, solved = dwell - 1, False
+        done = solved or ts >= config.time_limit
         out.observations[i], out.actions[i], out.goals[i], out.timeouts[i] = s, act, env.get_target(), done
         out.qpos[i], out.qvel[i] = env.sim.qpos, env.sim.qvel
         ns, *_ = env.step(act)
         ts += 1
         if done:
             env.set_target()
-            ts = 0
+            ts, dwell = 0, _draw_dwell(dwell_rng, config)
         else:
             s = ns
     return out
@@ -113,7 +126,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
 
     task = get_task(config.maze)
     layout: MazeLayout = get_layout(task.maze)
-    env_rng, ctrl_rng, noise_rng = _streams(config.seed)
+    env_rng, ctrl_rng, noise_rng, dwell_rng = _streams(config.seed)
     n = config.n_steps
     out = _empty(n, task.maze, config)
     planner = GridPlanner(layout)
@@ -127,7 +140,8 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
     state = np.concatenate([qpos, qvel, np.zeros(2)])  # qpos, qvel, MuJoCo warm start (zero after reset)
     ctrl = np.zeros(6)  # target cell (D4RL's initial (0, 0)), previous location, pending action
     wps = np.zeros((MAX_WAYPOINTS, 2))
-    ist = np.zeros(6, dtype=np.int64)
+    ist = np.zeros(7, dtype=np.int64)
+    ist[_walk.I_DWELL] = _draw_dwell(dwell_rng, config)
     boxes = layout.wall_boxes()
     counts = {"mujoco_steps": 0, "replans": 0, "goal_switches": 0}
     last_report = 0
@@ -152,6 +166,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
             counts["mujoco_steps"] += 1
         elif code == _walk.NEW_TARGET:
             target[:] = sample_target(env_rng, layout)
+            ist[_walk.I_DWELL] = _draw_dwell(dwell_rng, config)
             counts["goal_switches"] += 1
         if progress is not None and ist[_walk.I_STEP] - last_report >= 100_000:
             last_report = int(ist[_walk.I_STEP])
