@@ -24,6 +24,11 @@ with the 20,000-update model (README, "presets tuned on held-out seeds"): ``df_m
 12,000-update model: 1.0 (of 0.2 / 0.3 / 1.0: 35.4 / 47.3 / 68.5). Large ``df_mcg`` was tuned the same way in the
 sixth and seventh sessions: 3.0 (of 0.3 / 1.0 / 2.0 / 3.0: 34.7 / 54.4 / 73.0 / 81.1; 2.0 and 3.0 lie within one
 standard error of each other, and larger scales were not tried).
+
+The presets are for models trained on D4RL-like data. For umaze models trained on data with stops
+(``dforce-plan data --dwell 100``, not D4RL's) pass ``--guidance-scale 0.3 --stop-weight 0`` for ``df_mcg`` and
+``df``: the best of 0.15 / 0.3 / 0.5 / 1.0 on held-out seeds 1000-1099 over three training seeds, where the umaze
+preset (1.0, stop 2.0) scores 3.9 / -2.0 / 11.1 (README, "data that contains stops").
 """
 
 from __future__ import annotations
