@@ -14,6 +14,7 @@ from .model import GEAR, MAX_SPEED, TIMESTEP
 FINISHED, NEW_TARGET, PHYSICS, REPLAN = 0, 1, 2, 3
 # integer state slots
 I_STEP, I_TS, I_WP, I_NWP, I_PHASE, I_DONE, I_DWELL = range(7)
+N_INT_SLOTS = 7
 # float controller slots: target cell (2), previous location (2), pending action (2)
 C_TGT, C_PREV, C_ACT = 0, 2, 4
 

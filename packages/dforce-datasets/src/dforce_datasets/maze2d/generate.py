@@ -140,7 +140,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
     state = np.concatenate([qpos, qvel, np.zeros(2)])  # qpos, qvel, MuJoCo warm start (zero after reset)
     ctrl = np.zeros(6)  # target cell (D4RL's initial (0, 0)), previous location, pending action
     wps = np.zeros((MAX_WAYPOINTS, 2))
-    ist = np.zeros(7, dtype=np.int64)
+    ist = np.zeros(_walk.N_INT_SLOTS, dtype=np.int64)
     ist[_walk.I_DWELL] = _draw_dwell(dwell_rng, config)
     boxes = layout.wall_boxes()
     counts = {"mujoco_steps": 0, "replans": 0, "goal_switches": 0}
