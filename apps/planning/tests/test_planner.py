@@ -99,6 +99,49 @@ def test_goal_reward_tanh_distance_matches_hand_computation(make_model):
         GoalReward(goals, norm, 1, steps=2, distance="square")
 
 
+def test_goal_reward_geodesic_reads_the_maze_distance_field(make_model):
+    pytest.importorskip("mujoco")
+    from dforce_datasets.maze2d.geodesic import GRID_ORIGIN, RESOLUTION, distance_field
+
+    model, spec = make_model()  # a umaze model
+    norm = spec.normalizer()
+    # two planned frames in the bottom corridor of umaze and one at the goal; goal (1, 1) is behind the wall
+    world = torch.tensor([[[3.0, 1.0, 0.0, 0.0], [3.0, 2.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]]])  # (1, 3, 4)
+    frames = torch.cat([norm.norm_obs(world), torch.zeros(1, 3, 2)], dim=-1)  # (1, 3, 6)
+    x = torch.cat([torch.zeros(1, 1, 6), frames], dim=1).requires_grad_()  # (1, 4, 6): context first
+    goals = torch.tensor([[1.0, 1.0]])
+    field = distance_field("umaze", (1.0, 1.0))
+    fields = torch.as_tensor(field.values, dtype=torch.float32)[None]
+    r = GoalReward(goals, norm, 1, steps=3, distance="geodesic", fields=fields, field_grid=(GRID_ORIGIN, RESOLUTION))(x)
+    want = -float(field(world[0, :, :2].double().numpy()).sum())
+    assert r.item() == pytest.approx(want, abs=1e-4)
+    assert -r.item() > 2.0 * 3.0  # Euclid would say 2 + sqrt(5) + 0 = 4.24: the field goes around the wall
+    # the reward's pull on the first frame is along the corridor (+y), where Euclid pulls up through the wall (-x)
+    (g,) = torch.autograd.grad(r, x)
+    std = torch.tensor(norm.obs_std[:2])
+    pull = g[0, 1, :2] / std  # world units
+    assert pull[1] > abs(pull[0])
+    (g_lin,) = torch.autograd.grad(GoalReward(goals, norm, 1, steps=3)(x), x)
+    pull_lin = g_lin[0, 1, :2] / std
+    assert -pull_lin[0] > abs(pull_lin[1])
+    with pytest.raises(ValueError, match="geodesic"):
+        GoalReward(goals, norm, 1, steps=3, distance="geodesic")
+    with pytest.raises(ValueError, match="geodesic"):
+        GoalReward(goals, norm, 1, steps=3, fields=fields, field_grid=(GRID_ORIGIN, RESOLUTION))
+    # the planner builds one field per goal once, and geodesic MCG plans agree on the batched and loop paths
+    fast = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3,
+                                              goal_distance="geodesic"))
+    ref = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3, use_cache=False,
+                                             batched_mcg=False, goal_distance="geodesic"))
+    pa = fast.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3))
+    pb = ref.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3))
+    assert np.allclose(pa.positions, pb.positions, atol=1e-4)
+    assert sorted(fast._fields) == [(1.0, 1.0), (3.0, 1.0)]
+    linear = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3))
+    pc = linear.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3))
+    assert np.abs(pc.positions - pa.positions).max() > 1e-3  # the reward changes the plan
+
+
 @pytest.mark.parametrize("stop_weight", [0.0, 1.5])
 def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
     model, spec = make_model()

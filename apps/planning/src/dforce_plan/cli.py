@@ -352,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="world units: the stop term charges speed with weight exp(-(d / r)^2) (default 1, a cell)")
     ev.add_argument("--stop-where", choices=["near", "after"],
                     help="stop term frames: near (proximity weight, default) or after (from the plan's arrival on)")
-    ev.add_argument("--goal-distance", choices=["linear", "tanh"],
-                    help="reward per frame: the goal distance d (paper) or 2 tanh(d/2) (the authors' main: code)")
+    ev.add_argument("--goal-distance", choices=["linear", "tanh", "geodesic"],
+                    help="reward per frame: the goal distance d (paper), 2 tanh(d/2) (the authors' main: code), or "
+                         "the shortest path to the goal through the maze (not the paper's: it knows the map)")
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)

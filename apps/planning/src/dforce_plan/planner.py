@@ -40,7 +40,8 @@ from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 METHODS = ("df_mcg", "df", "diffuser")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
-GOAL_DISTANCES = ("linear", "tanh")  # how a frame's goal distance d enters the reward: d, or 2 tanh(d / 2)
+# how a frame's goal distance enters the reward: d, 2 tanh(d / 2), or the shortest path through the maze (not paper)
+GOAL_DISTANCES = ("linear", "tanh", "geodesic")
 STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity, or all from the plan's arrival on
 
 
@@ -53,7 +54,7 @@ class PlannerConfig:
     stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
     stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
     stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
-    goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2), the main: code's squashing
+    goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code); geodesic: maze path
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -103,7 +104,10 @@ class GoalReward:
     World units, one value per row. The first term is the paper's goal distance (reference §3.2), f(d) = d; with
     ``distance="tanh"`` it is f(d) = 2 tanh(d / 2), the squashing of the authors' ``main:`` code (reference §3.1)
     rescaled to slope 1 at the goal: its pull fades with distance (1 at the goal, 0.42 at 2 units, 0.07 at 4),
-    so far parts of a plan follow the model's prior and near parts are drawn in. The second term,
+    so far parts of a plan follow the model's prior and near parts are drawn in. With ``distance="geodesic"``
+    (not the paper's) f(p_t) is the shortest-path distance from p_t to the goal through the maze's free space,
+    read from ``fields`` (B, nx, ny) of ``dforce_datasets.maze2d.geodesic`` (``field_grid`` = (origin, step)):
+    its gradient follows the corridors instead of pulling plans through wall blocks. The second term,
     off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
@@ -120,9 +124,15 @@ class GoalReward:
 
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
                  stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
-                 stop_where: str = "near") -> None:
+                 stop_where: str = "near", fields: Tensor | None = None,
+                 field_grid: tuple[tuple[float, float], float] | None = None) -> None:
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
+        if (distance == "geodesic") != (fields is not None and field_grid is not None):
+            raise ValueError("distance='geodesic' needs the goals' distance fields and their grid, and only it uses them")
+        if fields is not None and fields.shape[0] != goals.shape[0]:
+            raise ValueError(f"one distance field per goal: {fields.shape[0]} fields for {goals.shape[0]} goals")
+        self.fields, self.field_grid = fields, field_grid
         if stop_where not in STOP_WHERE:
             raise ValueError(f"stop_where must be one of {STOP_WHERE}, got {stop_where!r}")
         self.stop_where = stop_where
@@ -141,7 +151,12 @@ class GoalReward:
         if pos.shape[0] != goals.shape[0]:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
-        cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
+        if self.distance == "geodesic":
+            from dforce_datasets.maze2d.geodesic import field_lookup
+
+            cost = field_lookup(self.fields, self.field_grid[0], self.field_grid[1], pos)  # (N, H*fs) world units
+        else:
+            cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
         if self.stop_weight:
             vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
@@ -237,6 +252,8 @@ class Planner:
         self.config = config
         self.normalizer = spec.normalizer()
         dcfg = spec.diffusion_config()
+        self._fields: dict[tuple[float, float], np.ndarray] = {}  # geodesic distance field per goal (cache)
+        self._stacked: tuple[tuple, Tensor] | None = None  # the last batch of goals and its stacked fields
         self.sampler = DiffusionForcingSampler(dcfg.build_schedule(), SamplerConfig(
             num_sampling_steps=config.sampling_steps, eta=0.0, stabilization_level=config.stabilization_level,
             clip_noise=dcfg.clip_noise, objective=dcfg.objective))
@@ -258,11 +275,27 @@ class Planner:
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
+        fields = grid = None
+        if c.goal_distance == "geodesic":
+            fields, grid = self.distance_fields(goals)
         reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance,
-                            c.stop_radius, c.stop_where)
+                            c.stop_radius, c.stop_where, fields=fields, field_grid=grid)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
+
+    def distance_fields(self, goals: Tensor) -> tuple[Tensor, tuple[tuple[float, float], float]]:
+        """Geodesic distance fields (B, nx, ny) in this model's maze for goals (B, 2), and their (origin, step)."""
+        from dforce_datasets.maze2d.geodesic import GRID_ORIGIN, RESOLUTION, distance_field
+
+        keys = tuple((float(g[0]), float(g[1])) for g in goals.detach().cpu().double().numpy())
+        if self._stacked is None or self._stacked[0] != keys or self._stacked[1].device != goals.device:
+            for key in keys:
+                if key not in self._fields:
+                    self._fields[key] = distance_field(self.spec.maze, key).values  # episodes keep their goal
+            values = np.stack([self._fields[key] for key in keys])  # (B, nx, ny)
+            self._stacked = (keys, torch.as_tensor(values, dtype=torch.float32, device=goals.device))
+        return self._stacked[1], (GRID_ORIGIN, RESOLUTION)
 
     def plan(self, obs: np.ndarray, goals: np.ndarray, steps_left: int, t0: int = 0,
              generator: torch.Generator | None = None) -> Plan:
