@@ -86,6 +86,11 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
                  "--controller", "pd", "--pd-gains", "1", "0.5", "--show", "0", "--latency-batch", "0",
                  "--out", str(tmp_path / "pd"), "--wandb", "off", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["pd_gains"] == [1.0, 0.5]
+    # the map-aware reward (not the paper's) runs end to end and is recorded
+    assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "1", "--replan-every", "100",
+                 "--goal-distance", "geodesic", "--show", "0", "--latency-batch", "0",
+                 "--out", str(tmp_path / "geo"), "--wandb", "off", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["goal_distance"] == "geodesic"
     # a second evaluation into the same --out keeps the first one's files
     first_png = (out / "df_mcg_umaze.png").read_bytes()
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
