@@ -9,7 +9,9 @@ For each maze it
    whole episode) and, if asked, the Diffuser-style model, with ``dforce-plan train`` for ``--steps`` updates or
    ``--train-minutes`` of wall clock, whichever ends first (bf16 autocast by default; sampling stays fp32);
 3. exports the EMA weights (``dforce-plan export``) and evaluates each method on ``--episodes`` seeded episodes,
-   single-task first, then Multi2D, with ``dforce-plan eval`` (latency against the uncached path included).
+   single-task first, then Multi2D, with ``dforce-plan eval`` (latency against the uncached path included);
+   with ``--geodesic`` the DF methods are evaluated a second time with ``--goal-distance geodesic`` (rows with
+   ``"reward": "geodesic"``; the paper's reward rows say ``"paper"``).
 
 Mazes run concurrently (``--parallel``, one pipeline per maze sharing the GPU). Every finished step is written at
 once to ``--out``/table.json (and mirrored to ``--export``), so a run cut by ``--deadline-minutes`` keeps what it
@@ -143,10 +145,11 @@ def pipeline(bench: Bench, maze: str) -> None:
             for f in ("model.safetensors", "state.json"):
                 shutil.copyfile(slim[kind] / f, bench.export / f"{maze}_{kind}_{f}")
         bench.save()
+    runs = [(m, "paper") for m in a.methods] + [(m, "geodesic") for m in a.methods if a.geodesic and m != "diffuser"]
     for multi in ([False, True] if a.multi2d else [False]):
-        for method in a.methods:
+        for method, reward in runs:
             kind = "diffuser" if method == "diffuser" else "df"
-            tag = f"{maze}{'_multi' if multi else ''}_{method}"
+            tag = f"{maze}{'_multi' if multi else ''}_{method}{'_geodesic' if reward == 'geodesic' else ''}"
             if kind not in slim:
                 with bench.lock:
                     bench.record["skipped"].append({"eval": tag, "why": f"no {kind} model"})
@@ -155,13 +158,14 @@ def pipeline(bench: Bench, maze: str) -> None:
             result = bench.run(tag, exe + [
                 "eval", "--ckpt", str(slim[kind]), "--method", method, "--maze", maze,
                 "--episodes", str(a.episodes), "--out", str(bench.out / "eval"), "--device", a.device, "--quiet",
-                "--wandb", "off"] + (["--multi"] if multi else []) + extra + threads)
+                "--wandb", "off"] + (["--multi"] if multi else []) + extra + threads
+                + (["--goal-distance", "geodesic"] if reward == "geodesic" else []))
             with bench.lock:
                 if result is None:
                     bench.record["skipped"].append({"eval": tag, "why": "deadline or failure (see log.txt)"})
                 for env_id, r in (result or {}).items():
                     bench.record["rows"].append({
-                        "env_id": env_id, "method": method, "score": r["score"], "sem": r["score_sem"],
+                        "env_id": env_id, "method": method, "reward": reward, "score": r["score"], "sem": r["score_sem"],
                         "success_rate": r["success_rate"], "steps_to_goal": r["steps_to_goal"],
                         "paper_df": PAPER[maze][1 if multi else 0], "episodes": r["episodes"],
                         "replan_ms_per_env": r["replan_ms_per_env"], "wall_s": r.get("wall_s"),
@@ -183,6 +187,8 @@ def main() -> int:
     p.add_argument("--mazes", nargs="+", default=["umaze", "medium", "large"], choices=list(PAPER))
     p.add_argument("--methods", nargs="+", default=["df_mcg", "df", "diffuser"], choices=["df_mcg", "df", "diffuser"])
     p.add_argument("--no-multi2d", dest="multi2d", action="store_false", help="single-task evaluations only")
+    p.add_argument("--geodesic", action="store_true",
+                   help="also evaluate the DF methods with the map-aware geodesic reward (not the paper's; own rows)")
     p.add_argument("--parallel", action="store_true", help="run the mazes concurrently on the one GPU")
     p.add_argument("--steps", type=int, default=100_000, help="training updates per model (upper bound)")
     p.add_argument("--train-minutes", type=float, help="wall-clock budget per model")
