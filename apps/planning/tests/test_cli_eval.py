@@ -91,6 +91,8 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
                  "--goal-distance", "geodesic", "--show", "0", "--latency-batch", "0",
                  "--out", str(tmp_path / "geo"), "--wandb", "off", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["goal_distance"] == "geodesic"
+    assert main(["eval", "--ckpt", str(run), "--wall-cost", "3", "--quiet"]) == 2
+    assert "--wall-cost would be ignored" in capsys.readouterr().err
     # a second evaluation into the same --out keeps the first one's files
     first_png = (out / "df_mcg_umaze.png").read_bytes()
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",

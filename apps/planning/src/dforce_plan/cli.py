@@ -156,7 +156,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
 def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight,
             "stop_radius": args.stop_radius, "stop_where": args.stop_where,
-            "goal_distance": args.goal_distance, "mc_samples": args.mc_samples,
+            "goal_distance": args.goal_distance, "wall_cost": args.wall_cost, "mc_samples": args.mc_samples,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None}
 
@@ -169,7 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
     unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance",
-                           "mc_samples", "horizon"),
+                           "wall_cost", "mc_samples", "horizon"),
               "df": ("mc_samples",)}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if given:
@@ -178,6 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
     from .presets import planner_preset
 
+    if args.wall_cost is not None and args.goal_distance != "geodesic":
+        raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
         raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
     planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
@@ -355,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--goal-distance", choices=["linear", "tanh", "geodesic"],
                     help="reward per frame: the goal distance d (paper), 2 tanh(d/2) (the authors' main: code), or "
                          "the shortest path to the goal through the maze (not the paper's: it knows the map)")
+    ev.add_argument("--wall-cost", type=float,
+                    help="with --goal-distance geodesic: cost per unit inside walls (default 20; >= 1)")
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)

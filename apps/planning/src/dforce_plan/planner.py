@@ -55,6 +55,7 @@ class PlannerConfig:
     stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
     stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
     goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code); geodesic: maze path
+    wall_cost: float = 20.0  # geodesic only: cost per unit inside walls (maze2d.geodesic.WALL_COST)
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -81,6 +82,8 @@ class PlannerConfig:
             raise ValueError(f"stop_where must be one of {STOP_WHERE}, got {self.stop_where!r}")
         if self.goal_distance not in GOAL_DISTANCES:
             raise ValueError(f"goal_distance must be one of {GOAL_DISTANCES}, got {self.goal_distance!r}")
+        if not float(self.wall_cost) >= 1.0:
+            raise ValueError(f"wall_cost must be >= 1, got {self.wall_cost}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
             raise ValueError(f"mc_samples must be an int >= 1, got {self.mc_samples!r}")
         if self.horizon is not None and self.horizon < 1:
@@ -125,14 +128,14 @@ class GoalReward:
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
                  stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
                  stop_where: str = "near", fields: Tensor | None = None,
-                 field_grid: tuple[tuple[float, float], float] | None = None) -> None:
+                 field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0) -> None:
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
         if (distance == "geodesic") != (fields is not None and field_grid is not None):
             raise ValueError("distance='geodesic' needs the goals' distance fields and their grid, and only it uses them")
         if fields is not None and fields.shape[0] != goals.shape[0]:
             raise ValueError(f"one distance field per goal: {fields.shape[0]} fields for {goals.shape[0]} goals")
-        self.fields, self.field_grid = fields, field_grid
+        self.fields, self.field_grid, self.wall_cost = fields, field_grid, float(wall_cost)
         if stop_where not in STOP_WHERE:
             raise ValueError(f"stop_where must be one of {STOP_WHERE}, got {stop_where!r}")
         self.stop_where = stop_where
@@ -154,7 +157,7 @@ class GoalReward:
         if self.distance == "geodesic":
             from dforce_datasets.maze2d.geodesic import field_lookup
 
-            cost = field_lookup(self.fields, self.field_grid[0], self.field_grid[1], pos)  # (N, H*fs) world units
+            cost = field_lookup(self.fields, *self.field_grid, pos, self.wall_cost)  # (N, H*fs) world units
         else:
             cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
         if self.stop_weight:
@@ -279,7 +282,7 @@ class Planner:
         if c.goal_distance == "geodesic":
             fields, grid = self.distance_fields(goals)
         reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance,
-                            c.stop_radius, c.stop_where, fields=fields, field_grid=grid)
+                            c.stop_radius, c.stop_where, fields=fields, field_grid=grid, wall_cost=c.wall_cost)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc)
@@ -292,7 +295,8 @@ class Planner:
         if self._stacked is None or self._stacked[0] != keys or self._stacked[1].device != goals.device:
             for key in keys:
                 if key not in self._fields:
-                    self._fields[key] = distance_field(self.spec.maze, key).values  # episodes keep their goal
+                    field = distance_field(self.spec.maze, key, wall_cost=self.config.wall_cost)
+                    self._fields[key] = field.values  # episodes keep their goal: computed once per goal
             values = np.stack([self._fields[key] for key in keys])  # (B, nx, ny)
             self._stacked = (keys, torch.as_tensor(values, dtype=torch.float32, device=goals.device))
         return self._stacked[1], (GRID_ORIGIN, RESOLUTION)
