@@ -49,7 +49,10 @@ def test_free_space_distance_is_never_below_euclid_and_is_euclid_in_an_open_maze
     euclid = np.linalg.norm(nodes - goal, axis=-1)
     assert np.isfinite(f.values).all()
     assert (f.values[free] >= euclid[free] - 1e-9).all()
-    assert (f.values[~free] > euclid[~free]).all()  # every wall node costs more than the straight line
+    assert (f.values[~free] >= euclid[~free] - 1e-9).all()  # a wall node is no nearer than the straight line
+    hard = distance_field("medium", goal, wall_cost=20.0)
+    assert np.array_equal(hard.values[free], f.values[free])  # the wall cost never changes free-space distances
+    assert (hard.values[~free] > f.values[~free]).all()
     # with no interior walls the field is the straight-line distance up to the octile stretch
     g = distance_field("open", (2.0, 3.0))
     e = np.linalg.norm(grid_nodes(g.origin, g.free.shape) - np.array([2.0, 3.0]), axis=-1)[g.free]
@@ -64,15 +67,22 @@ def test_free_nodes_clear_the_walls_and_walls_push_out():
     i = round((x_wall_top - 0.05 - origin[0]) / RESOLUTION)
     j = round((1.0 - origin[1]) / RESOLUTION)
     assert free[i, j] and not free[i + 2, j]
-    # inside the wall at (2.0, 1.0) the bottom corridor (x >= 2.4) is nearer than the top one (x <= 1.2): the
-    # descent direction points down and out at WALL_COST per unit
-    f = distance_field("umaze", (1.0, 1.0))
+    # inside the wall at (2.0, 1.0) the bottom corridor (x >= 2.4, 0.4 away) is nearer than the top one (x <= 1.2,
+    # 0.8 away), but the top one is 0.2 from the goal and the bottom one about 4. With a large wall cost the descent
+    # direction points down and out at that cost per unit; with the default (1) it is the shorter total way, up,
+    # at unit speed like the straight-line distance
     xy = torch.tensor([[[2.0, 1.0], [3.0, 1.0]]], dtype=torch.float64, requires_grad=True)
-    v = field_lookup(torch.as_tensor(f.values)[None], f.origin, f.step, xy)
-    (grad,) = torch.autograd.grad(v.sum(), xy)
-    assert -grad[0, 0, 0] == pytest.approx(WALL_COST, rel=1e-6)
-    # in the bottom corridor at (3, 1) the way to the goal is along +y first (toward column 3), not up through x
-    assert -grad[0, 1, 1] > 0.9 and abs(grad[0, 1, 0]) < abs(grad[0, 1, 1])
+    grads = {}
+    for cost in (20.0, WALL_COST):
+        f = distance_field("umaze", (1.0, 1.0), wall_cost=cost)
+        v = field_lookup(torch.as_tensor(f.values)[None], f.origin, f.step, xy, wall_cost=cost)
+        (grads[cost],) = torch.autograd.grad(v.sum(), xy)
+    assert WALL_COST == 1.0
+    assert -grads[20.0][0, 0, 0] == pytest.approx(20.0, rel=1e-6)
+    assert grads[1.0][0, 0, 0] == pytest.approx(1.0, rel=1e-6)
+    for grad in grads.values():
+        # in the bottom corridor at (3, 1) the way to the goal is along +y first (toward column 3), not up through x
+        assert -grad[0, 1, 1] > 0.9 and abs(grad[0, 1, 0]) < abs(grad[0, 1, 1])
 
 
 def test_lookup_is_bilinear_between_nodes_and_matches_finite_differences():
