@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reward per frame: the goal distance d (paper), 2 tanh(d/2) (the authors' main: code), or "
                          "the shortest path to the goal through the maze (not the paper's: it knows the map)")
     ev.add_argument("--wall-cost", type=float,
-                    help="with --goal-distance geodesic: cost per unit inside walls (default 1; >= 1)")
+                    help="with --goal-distance geodesic: cost per unit inside walls (default 20; >= 1)")
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)

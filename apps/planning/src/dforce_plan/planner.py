@@ -55,7 +55,7 @@ class PlannerConfig:
     stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
     stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
     goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code); geodesic: maze path
-    wall_cost: float = 1.0  # geodesic only: cost per unit inside walls (maze2d.geodesic.WALL_COST)
+    wall_cost: float = 20.0  # geodesic only: cost per unit inside walls (maze2d.geodesic.WALL_COST)
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -128,7 +128,7 @@ class GoalReward:
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
                  stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
                  stop_where: str = "near", fields: Tensor | None = None,
-                 field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 1.0) -> None:
+                 field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0) -> None:
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
         if (distance == "geodesic") != (fields is not None and field_grid is not None):
