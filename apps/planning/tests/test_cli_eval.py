@@ -36,6 +36,7 @@ def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
     assert logged[0]["score"] == pytest.approx(summary["score"])
     assert logged[0]["latency_fast_ms"] > 0 and logged[0]["latency_reference_ms"] > 0
     assert summary["latency"]["max_abs_diff"] < 1e-3  # fast and reference paths plan the same
+    assert summary["latency"]["max_abs_diff_executed"] <= summary["latency"]["max_abs_diff"]
     assert any(r.get("image") == "trajectories" for r in logged)
 
 
