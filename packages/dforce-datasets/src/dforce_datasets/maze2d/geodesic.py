@@ -40,7 +40,7 @@ _MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1),
 def _dijkstra(free, seeds, seed_dist, step, wall_cost, moves):  # pragma: no cover - compiled
     nx, ny = free.shape
     dist = np.full(nx * ny, np.inf)
-    heap = [(0.0, np.int64(0))]
+    heap = [(0.0, np.int64(0))]  # numba types the heap from its first item: (distance, flat node index)
     heap.pop()
     for k in range(seeds.shape[0]):
         if seed_dist[k] < dist[seeds[k]]:
