@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dforce_datasets.timeseries import parse_freq
-from dforce_forecast.data import ForecastWindows, PreparedData
+from dforce_forecast.data import EVALUATIONS, ForecastWindows, PreparedData, filled_truth
 
 SEASONS = {"B": 1, "D": 7, "H": 24, "W": 1, "M": 12}
 
@@ -70,10 +70,15 @@ class SeasonalRandomWalk:
         ok = (count > 0) & (train > 0)
         return np.where(ok, recent / np.where(train > 0, train, 1.0), 1.0)
 
-    def sample_windows(self, windows: ForecastWindows, *, num_samples: int = 100, seed: int = 0) -> np.ndarray:
-        """Raw sample paths (N, S, P, D) continuing each window's raw history."""
+    def sample_windows(self, windows: ForecastWindows, *, num_samples: int = 100, seed: int = 0,
+                       evaluation: str = "rollout") -> np.ndarray:
+        """Raw sample paths (N, S, P, D) continuing each window's raw history (``one_step``: see the module)."""
         if self.steps is None or self.prediction_length is None or self.season is None:
             raise RuntimeError("call fit(data) first")
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+        if evaluation == "one_step" and windows.truth is None:
+            raise ValueError("evaluation='one_step' needs windows with their truth (it conditions on it)")
         s, p = self.season, self.prediction_length
         hist = windows.raw_history
         if hist.shape[1] < s:
@@ -89,6 +94,9 @@ class SeasonalRandomWalk:
         draws = self.steps[picks]  # (N, S, P, D)
         if self.scale_by_context:
             draws = draws * self.context_ratio(hist)[:, None, None, :]
+        if evaluation == "one_step":  # each step from the true value one season back: history, then the truth
+            true_seq = np.concatenate([last, filled_truth(last[:, -1], windows.truth)], axis=1)  # (N, s + P, D)
+            return true_seq[:, None, :p] + draws
         for h in range(p):  # p is small; vectorised over windows, samples and series
             out[:, :, s + h] = out[:, :, h] + draws[:, :, h]
         return out[:, :, s:]

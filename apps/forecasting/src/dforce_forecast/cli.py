@@ -9,7 +9,7 @@ import sys
 
 from dforce_datasets.timeseries import DATASETS, WindowSpec, load_dataset, to_multivariate
 from dforce_forecast.config import BACKBONES, METHODS, ForecastConfig
-from dforce_forecast.data import SCALINGS, TARGETS
+from dforce_forecast.data import EVALUATIONS, SCALINGS, TARGETS
 
 
 def data_info(dataset: str, *, data_dir: str | None = None, cache_dir: str | None = None,
@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "the paper's protocol)")
     g.add_argument("--val-num-samples", type=int, default=d.val_num_samples,
                    help="sample paths per validation window")
+    g.add_argument("--evaluation", choices=EVALUATIONS, default=d.evaluation,
+                   help="how validation (early stopping) and the headline test score are computed: rollout = the "
+                        "real forecast; one_step = the authors' code, whose horizon lag covariates come from the "
+                        "truth (one-step-ahead; the paper's Table 2). The test is always scored both ways")
     return parser
 
 
@@ -108,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> ForecastConfig:
         warmup_steps=args.warmup_steps, batch_size=args.batch_size, batches_per_epoch=args.batches_per_epoch,
         max_epochs=args.max_epochs, patience=args.patience, ema_decay=args.ema_decay or None,
         sampling_steps=args.sampling_steps, eta=args.eta, stabilization_level=args.stabilization_level,
-        num_samples=args.num_samples, val_num_samples=args.val_num_samples)
+        num_samples=args.num_samples, val_num_samples=args.val_num_samples, evaluation=args.evaluation)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from dforce_forecast.data import SCALINGS, TARGETS
+from dforce_forecast.data import EVALUATIONS, SCALINGS, TARGETS
 
 BACKBONES = ("gru", "transformer")
 #: learned methods and the training noise-level mode of each (the naive baseline is not a network)
@@ -33,6 +33,9 @@ class ForecastConfig:
     (DF; paper: 19 for S=50). Teacher forcing always feeds the past at level 0, as it was trained.
     Training: AdamW, linear warmup, grad clip, ``batches_per_epoch`` batches per epoch, early stopping on
     validation CRPS-sum with ``patience`` epochs.
+
+    ``evaluation`` is how validation windows are scored for early stopping: ``"rollout"`` (a real forecast) or
+    ``"one_step"`` (the authors' code: the horizon's lag covariates come from the truth; ``data`` module).
     """
 
     # network
@@ -61,6 +64,7 @@ class ForecastConfig:
     stabilization_level: int = 20
     num_samples: int = 100
     val_num_samples: int = 100
+    evaluation: str = "rollout"  # validation scoring: rollout (real forecast) | one_step (the authors' code)
     # training
     lr: float = 3e-4
     weight_decay: float = 1e-3
@@ -77,6 +81,8 @@ class ForecastConfig:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {self.evaluation!r}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
         if self.scaling == "context" and self.target != "delta":

@@ -1,5 +1,12 @@
 """Forecasting views of a multivariate dataset: the target transform, training / validation / test windows.
 
+Two evaluations of a forecast window (``EVALUATIONS``): ``rollout``, the real forecast, where every horizon step is
+conditioned only on the history and the values generated before it; and ``one_step``, the evaluation of the
+authors' time-series code (reference.md section 5.3), whose test and validation windows build the lag covariates
+of the whole horizon from the ground truth. There each horizon step is a one-step-ahead forecast from the true
+previous values: ``one_step_anchors`` gives them, and the ``delta`` target is anchored on them. It is kept to
+reproduce the paper's Table 2 protocol and is never a forecast of the unknown future.
+
 Everything the model sees is in *model space*: the training-normalised series (``target="level"``, the paper's
 setup) or its training-normalised first differences (``target="delta"``, an option). A
 :class:`ForecastWindows` batch carries the model-space history (lag rows + context), the calendar features of
@@ -25,6 +32,7 @@ from dforce_datasets.timeseries import (
 
 TARGETS = ("level", "delta")
 SCALINGS = ("none", "context")
+EVALUATIONS = ("rollout", "one_step")  # real multi-step forecast | the authors' evaluation (true lags, see above)
 
 
 def context_scale(context: np.ndarray, floor: float) -> np.ndarray:
@@ -65,12 +73,39 @@ class TargetTransform:
         z = self.normalizer.normalize(np.diff(values, axis=-2) if self.kind == "delta" else values)
         return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
-    def inverse(self, z: np.ndarray, last_value: np.ndarray) -> np.ndarray:
-        """Model-space horizon (..., H, D) -> raw values; ``last_value`` (..., D) is the last observed raw row."""
+    def inverse(self, z: np.ndarray, last_value: np.ndarray, anchors: np.ndarray | None = None) -> np.ndarray:
+        """Model-space horizon (..., H, D) -> raw values; ``last_value`` (..., D) is the last observed raw row.
+
+        ``anchors`` (..., H, D), for the one-step evaluation: the true raw value before each horizon step (see
+        ``one_step_anchors``); a ``delta`` step is then added to its anchor instead of being cumulated.
+        """
         raw = self.normalizer.denormalize(np.asarray(z, dtype=np.float64))
         if self.kind == "delta":
+            if anchors is not None:
+                return np.asarray(anchors, dtype=np.float64) + raw
             raw = np.asarray(last_value, dtype=np.float64)[..., None, :] + np.cumsum(raw, axis=-2)
         return raw
+
+    def truth_rows(self, raw_history: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """Model-space rows (N, P, D) of the true horizon (N, P, D) after raw histories (N, R, D)."""
+        raw = np.concatenate([raw_history[:, raw_history.shape[1] - self.extra_rows:], truth], axis=1)
+        return self.forward(raw)
+
+
+def filled_truth(last_value: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """``truth`` (N, P, D) with each missing value replaced by the previous true one (``last_value`` (N, D) first)."""
+    out = np.array(truth, dtype=np.float64)
+    prev = np.asarray(last_value, dtype=np.float64)
+    for h in range(out.shape[1]):
+        out[:, h] = prev = np.where(np.isnan(out[:, h]), prev, out[:, h])
+    return out
+
+
+def one_step_anchors(last_value: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """(N, P, D) true raw value before each horizon step: ``last_value`` (N, D), then ``truth`` (N, P, D) shifted by
+    one step (missing values carried forward, ``filled_truth``)."""
+    last = np.asarray(last_value, dtype=np.float64)[:, None]  # (N, 1, D)
+    return np.concatenate([last, filled_truth(last_value, truth)[:, :-1]], axis=1)
 
 
 def last_observed(raw_hist: np.ndarray, transform: TargetTransform) -> np.ndarray:

@@ -1,4 +1,10 @@
-"""One benchmark run: methods x seeds trained and scored on a dataset's test windows, results JSON and plots."""
+"""One benchmark run: methods x seeds trained and scored on a dataset's test windows, results JSON and plots.
+
+Every run is scored under both evaluations (``dforce_forecast.data.EVALUATIONS``) with the same sampling seed:
+``rollout`` (the real forecast) and ``one_step`` (the authors' code, whose horizon lags come from the truth). The
+top-level metrics of a run and ``summary`` follow ``config.evaluation``; ``by_evaluation`` /
+``summary_by_evaluation`` hold both.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ import torch
 from dforce_datasets.timeseries import DATASETS, load_dataset, to_multivariate
 from dforce_forecast.baselines import SeasonalRandomWalk
 from dforce_forecast.config import METHODS, ForecastConfig
-from dforce_forecast.data import PreparedData, prepare
+from dforce_forecast.data import EVALUATIONS, PreparedData, prepare
 from dforce_forecast.forecaster import Forecaster
 from dforce_forecast.metrics import evaluate
 from dforce_forecast.plots import plot_forecast
@@ -115,15 +121,21 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
                 model.save(run_dir / "forecaster")
                 train_s = time.perf_counter() - t0
             t1 = time.perf_counter()
-            samples = model.sample_windows(data.test, num_samples=config.num_samples, seed=10_000 + seed)
+            by_eval = {ev: model.sample_windows(data.test, num_samples=config.num_samples, seed=10_000 + seed,
+                                                evaluation=ev) for ev in EVALUATIONS}
+            samples = by_eval[config.evaluation]
             record["test_sample_seconds"] = time.perf_counter() - t1
             record["train_seconds"] = train_s
-            record.update(evaluate(samples, data.test.truth))
+            record["evaluation"] = config.evaluation
+            record["by_evaluation"] = {ev: evaluate(s, data.test.truth) for ev, s in by_eval.items()}
+            record.update(record["by_evaluation"][config.evaluation])
             record["seconds"] = time.perf_counter() - t0
             results["runs"].append(record)
             if progress:
-                print(f"[{method} seed {seed}] test crps_sum {record['crps_sum']:.5f} crps {record['crps']:.5f} "
-                      f"nd {record['nd']:.5f} nrmse {record['nrmse']:.5f} ({record['seconds']:.0f}s)",
+                other = "one_step" if config.evaluation == "rollout" else "rollout"
+                print(f"[{method} seed {seed}] test ({config.evaluation}) crps_sum {record['crps_sum']:.5f} crps "
+                      f"{record['crps']:.5f} nd {record['nd']:.5f} nrmse {record['nrmse']:.5f}; {other} crps_sum "
+                      f"{record['by_evaluation'][other]['crps_sum']:.5f} ({record['seconds']:.0f}s)",
                       file=sys.stderr, flush=True)
             if plots and k == 0:
                 w = plot_window % n_win
@@ -131,21 +143,27 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
                                     out / f"forecast_{method}.png", max_series=max_plot_series,
                                     title=f"{dataset} - {method} (seed {seed}), test window {w}")
                 record["plot"] = str(png)
-            results["summary"] = {
-                m: {metric: summarize([r[metric] for r in results["runs"] if r["method"] == m])
-                    for metric in METRICS}
-                for m in methods if any(r["method"] == m for r in results["runs"])
+            results["summary_by_evaluation"] = {
+                ev: {m: {metric: summarize([r["by_evaluation"][ev][metric] for r in results["runs"]
+                                            if r["method"] == m]) for metric in METRICS}
+                     for m in methods if any(r["method"] == m for r in results["runs"])}
+                for ev in EVALUATIONS
             }
+            results["summary"] = results["summary_by_evaluation"][config.evaluation]
             _write_json(path, results)
     results["results_path"] = str(path)
     return results
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """A plain-text table of mean +- std per method and metric."""
-    lines = [f"{results['dataset']}: {results['num_test_windows']} test windows, seeds {results['seeds']}",
-             f"{'method':8s} " + " ".join(f"{m:>20s}" for m in METRICS)]
-    for method, stats in results["summary"].items():
-        cells = [f"{stats[m]['mean']:.5f} +- {stats[m]['std']:.5f}" for m in METRICS]
-        lines.append(f"{method:8s} " + " ".join(f"{c:>20s}" for c in cells))
+    """A plain-text table of mean +- std per method and metric, one block per evaluation."""
+    lines = [f"{results['dataset']}: {results['num_test_windows']} test windows, seeds {results['seeds']}"]
+    by_eval = results.get("summary_by_evaluation") or {results["config"]["evaluation"]: results["summary"]}
+    for ev, summary in by_eval.items():
+        note = " (real forecast)" if ev == "rollout" else " (the authors' code: horizon lags from the truth)"
+        lines.append(f"evaluation {ev}{note}")
+        lines.append(f"{'method':10s} " + " ".join(f"{m:>20s}" for m in METRICS))
+        for method, stats in summary.items():
+            cells = [f"{stats[m]['mean']:.5f} +- {stats[m]['std']:.5f}" for m in METRICS]
+            lines.append(f"{method:10s} " + " ".join(f"{c:>20s}" for c in cells))
     return "\n".join(lines)

@@ -20,7 +20,16 @@ from dforce_core import NoiseSchedule
 from dforce_datasets.timeseries import MultivariateData, WindowSpec, fourier_time_features, parse_freq, period_times
 from dforce_datasets.timeseries.calendar import to_ordinal
 from dforce_forecast.config import NOISE_MODES, ForecastConfig
-from dforce_forecast.data import ForecastWindows, PreparedData, TargetTransform, context_scale, last_observed, prepare
+from dforce_forecast.data import (
+    EVALUATIONS,
+    ForecastWindows,
+    PreparedData,
+    TargetTransform,
+    context_scale,
+    last_observed,
+    one_step_anchors,
+    prepare,
+)
 from dforce_forecast.metrics import crps_sum
 from dforce_forecast.model import ForecastDenoiser, build_model
 from dforce_forecast.sampling import sample_paths
@@ -99,7 +108,8 @@ class Forecaster:
         val = prepared.validation(n_val, seed if val_seed is None else val_seed)
 
         def validate() -> float:
-            samples = self.sample_windows(val, num_samples=self.config.val_num_samples, seed=seed + 1)
+            samples = self.sample_windows(val, num_samples=self.config.val_num_samples, seed=seed + 1,
+                                          evaluation=self.config.evaluation)
             if not np.isfinite(samples).all():  # a diverged sample path: a bad epoch, not a crashed run
                 return float("nan")
             return crps_sum(samples, val.truth)
@@ -111,10 +121,21 @@ class Forecaster:
 
     # ---------------------------------------------------------------------------------------------- sampling
     def sample_windows(self, windows: ForecastWindows, *, num_samples: int | None = None, seed: int = 0,
-                       max_batch: int = 4096) -> np.ndarray:
-        """Raw sample paths (N, S, P, D) for prepared windows (model-space history + features)."""
+                       max_batch: int = 4096, evaluation: str = "rollout") -> np.ndarray:
+        """Raw sample paths (N, S, P, D) for prepared windows (model-space history + features).
+
+        ``evaluation="one_step"`` is the authors' evaluation (``dforce_forecast.data``): it reads the windows'
+        truth for the horizon's lag covariates and anchors, so it scores one-step-ahead forecasts, not a forecast.
+        """
         model = self._require_model()
         assert self.spec is not None and self.transform is not None
+        if evaluation not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+        one_step = evaluation == "one_step"
+        if one_step and windows.truth is None:
+            raise ValueError("evaluation='one_step' needs windows with their truth (it conditions on it)")
+        truth_z = self.transform.truth_rows(windows.raw_history, windows.truth) if one_step else None  # (N, P, D)
+        anchors = one_step_anchors(windows.last_value, windows.truth) if one_step else None  # (N, P, D) raw
         s = num_samples if num_samples is not None else self.config.num_samples
         gen = torch.Generator(device=next(model.parameters()).device).manual_seed(int(seed))
         per = max(1, max_batch // s)  # windows per call, so that N*S stays bounded
@@ -126,11 +147,14 @@ class Forecaster:
             scale = np.ones((hist.shape[0], 1, hist.shape[2]), dtype=np.float32)  # (n, 1, D)
             if c.scaling == "context":
                 scale = context_scale(hist[:, hist.shape[1] - self.spec.context_length:], c.scale_floor)
+            lag_truth = None if truth_z is None else torch.from_numpy(np.ascontiguousarray(truth_z[i:i + per] / scale))
             z = sample_paths(model, self.sampler, torch.from_numpy(np.ascontiguousarray(hist / scale)),
                              torch.from_numpy(windows.time_features[i:i + per]), lags=self.spec.lags,
-                             prediction_length=self.spec.prediction_length, num_samples=s, generator=gen)
+                             prediction_length=self.spec.prediction_length, num_samples=s, generator=gen,
+                             lag_truth=lag_truth)
             z = z.cpu().numpy() * scale[:, None]  # (n, S, P, D) back to model space
-            parts.append(self.transform.inverse(z, windows.last_value[i:i + per, None, :]))
+            anchor = None if anchors is None else anchors[i:i + per, None]  # (n, 1, P, D)
+            parts.append(self.transform.inverse(z, windows.last_value[i:i + per, None, :], anchor))
         return np.concatenate(parts, axis=0)
 
     def time_features(self, start: Any, length: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Autoregressive sample paths: the context absorbed clean once, then chunk-1 DDIM per token with stabilization.
 
-The lag covariates of a future token are built from the values generated before it, so this loop drives the
-sampler token by token (``dforce_sampling.sample`` needs the whole conditioning up front). Per token it runs
+The lag covariates of a future token are built from the values generated before it (or, for the authors'
+one-step evaluation, from the true values: ``lag_truth``), so this loop drives the sampler token by token (``dforce_sampling.sample`` needs the whole conditioning up front). Per token it runs
 the same per-token DDIM steps as ``dforce_sampling.sample(scheduling="autoregressive", chunk_size=1,
 use_cache=True)``: the previous finished token is committed into the backbone's cache in the first step of
 the next token, shown at level ``stabilization_level - 1`` (reference section 2.5).
@@ -26,13 +26,19 @@ def _covariates(buf: Tensor, tf: Tensor, rows: Sequence[int], lags: Sequence[int
 
 def sample_paths(model: ForecastDenoiser, sampler: DiffusionForcingSampler, history: Tensor, time_features: Tensor,
                  *, lags: Sequence[int], prediction_length: int, num_samples: int,
-                 generator: torch.Generator | None = None, return_full: bool = False) -> Tensor:
+                 generator: torch.Generator | None = None, return_full: bool = False,
+                 lag_truth: Tensor | None = None) -> Tensor:
     """Sample ``num_samples`` futures per window, all windows and samples in one batch.
 
     ``history`` (N, max_lag + C, D) model-space rows: ``max_lag`` rows of lag history then the C context
     tokens; ``time_features`` (N, max_lag + C + P, 2F). Returns (N, num_samples, P, D) model-space futures, or
     with ``return_full`` the whole (N, num_samples, max_lag + C + P, D) buffer, whose history rows are the
     input copied unchanged.
+
+    ``lag_truth`` (N, P, D) model-space true future rows: the lag covariates of every future token are then
+    read from the truth instead of the generated values (the authors' time-series evaluation, which builds the
+    lags of the whole window from the ground truth: a one-step-ahead forecast at every horizon step). The
+    generated tokens still form the model's own chain (cache). Never use it for a real forecast.
     """
     if history.dim() != 3 or time_features.dim() != 3:
         raise ValueError(f"history must be (N, max_lag + C, D) and time_features (N, max_lag + C + P, 2F), got "
@@ -47,6 +53,8 @@ def sample_paths(model: ForecastDenoiser, sampler: DiffusionForcingSampler, hist
                          f"{tuple(time_features.shape)}")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    if lag_truth is not None and tuple(lag_truth.shape) != (n, p, d):
+        raise ValueError(f"lag_truth must be (N, P, D) = ({n}, {p}, {d}), got {tuple(lag_truth.shape)}")
     device = next(model.parameters()).device
     history = history.to(device=device, dtype=torch.float32)
     tf = time_features.to(device=device, dtype=torch.float32)
@@ -56,6 +64,10 @@ def sample_paths(model: ForecastDenoiser, sampler: DiffusionForcingSampler, hist
     with torch.no_grad():
         buf = torch.zeros((n, h_rows + p, d), device=device)  # (N, R, D)
         buf[:, :h_rows] = history
+        lag_buf = buf  # where lags are read: the generated values, or the truth (one-step evaluation)
+        if lag_truth is not None:
+            lag_buf = buf.clone()
+            lag_buf[:, h_rows:] = lag_truth.to(device=device, dtype=torch.float32)
         cache = model.new_cache(n)
         ctx_rows = list(range(max_lag, h_rows))
         ctx_levels = torch.zeros((n, c), dtype=torch.long, device=device)  # context absorbed clean (level 0)
@@ -63,11 +75,12 @@ def sample_paths(model: ForecastDenoiser, sampler: DiffusionForcingSampler, hist
         # fan out: every window's cache and buffer repeated num_samples times (no loop over samples)
         cache = cache.repeat_interleave(num_samples)
         buf = buf.repeat_interleave(num_samples, dim=0)  # (N*S, R, D)
+        lag_buf = buf if lag_truth is None else lag_buf.repeat_interleave(num_samples, dim=0)  # (N*S, R, D)
         tf = tf.repeat_interleave(num_samples, dim=0)  # (N*S, R, 2F)
         b = n * num_samples
         prev_cond: Tensor | None = None
         for r in range(h_rows, h_rows + p):
-            cond_t = _covariates(buf, tf, [r], lags)  # (B, 1, cond)
+            cond_t = _covariates(lag_buf, tf, [r], lags)  # (B, 1, cond)
             x_t = clipped_noise((b, 1, d), clip, generator=generator, device=device)  # (B, 1, D)
             for m in range(levels.shape[0] - 1):
                 lv_from = levels[m].expand(b, 1)
