@@ -159,6 +159,33 @@ def test_cli_train_time_budget_and_export(tmp_path, capsys):
     assert state["config"]["lr_decay"] == "cosine" and state["config"]["min_lr_ratio"] == 0.2
 
 
+def test_cli_trains_and_plans_with_the_papers_rnn_and_constant_weights(tmp_path, capsys):
+    data = tmp_path / "u.hdf5"
+    assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "rnn"
+    common = ["--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu"]
+    assert main(["train", *common, "--out", str(run), "--steps", "3", "--backbone", "rnn", "--z-dim", "16",
+                 "--network-size", "2", "--loss-weighting", "constant"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert (model["backbone"], model["z_dim"], model["network_size"], model["loss_weighting"]) == (
+        "rnn", 16, 2, "constant")
+    from dforce_backbones import RecurrentDenoiser
+    from dforce_plan.model import load_model
+
+    net, spec = load_model(run)
+    assert isinstance(net, RecurrentDenoiser) and spec.backbone == "rnn"
+    assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
+                 "--mc-samples", "2", "--show", "1", "--latency-batch", "1", "--out", str(tmp_path / "ev"),
+                 "--wandb", "off", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert result["episodes"] == 2 and result["model"]["backbone"] == "rnn"
+    assert main(["train", *common, "--out", str(tmp_path / "x"), "--z-dim", "16"]) == 2
+    assert "add --backbone rnn" in capsys.readouterr().err
+    assert main(["train", *common, "--out", str(tmp_path / "y"), "--backbone", "rnn", "--kind", "diffuser"]) == 2
+    assert "only be a Diffusion Forcing model" in capsys.readouterr().err
+
+
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     shards = tmp_path / "shards"
     assert main(["data", "--steps", "2500", "--seed", "3", "--out", str(shards), "--quiet"]) == 0

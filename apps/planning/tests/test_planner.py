@@ -149,9 +149,9 @@ def test_goal_reward_geodesic_reads_the_maze_distance_field(make_model):
     assert np.abs(pc.positions - pa.positions).max() > 1e-3  # the reward changes the plan
 
 
-@pytest.mark.parametrize("stop_weight", [0.0, 1.5])
-def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
-    model, spec = make_model()
+@pytest.mark.parametrize(("stop_weight", "backbone"), [(0.0, "transformer"), (1.5, "transformer"), (0.0, "rnn")])
+def test_mcg_batched_equals_reference_loop(make_model, stop_weight, backbone):
+    model, spec = make_model(backbone=backbone)
     planner = Planner(model, spec, PlannerConfig(mc_samples=4, guidance_scale=0.5, sampling_steps=4, use_cache=False))
     sampler = planner.sampler
     goals = torch.tensor(GOALS, dtype=torch.float32)
@@ -166,8 +166,11 @@ def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
                                      generator=torch.Generator().manual_seed(7))
     plain = MonteCarloGuidance(reward, 0.0, num_samples=4).predict(
         sampler, model, x, from_levels, to_levels, generator=torch.Generator().manual_seed(7))
+    # float32 summation order differs between a batch of R*B rows and B rows; x0_hat at level 999 multiplies it by
+    # sqrt(1 / alpha_bar) ~ 150 (the RNN's GRU/Linear blocking: ~3e-5 on values up to ~30)
+    atol = 1e-4 if backbone == "rnn" else 1e-5
     for a, b in zip(out["batched"], out["loop"], strict=True):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+        assert torch.allclose(a, b, atol=atol, rtol=1e-5)
     assert (out["batched"][0] - plain[0]).abs().max() > 1e-3  # the guidance does change the prediction
     # and whole plans agree: batched + KV cache vs the reference loop without cache
     fast = Planner(model, spec, PlannerConfig(mc_samples=3, guidance_scale=0.5, sampling_steps=3,
@@ -180,9 +183,9 @@ def test_mcg_batched_equals_reference_loop(make_model, stop_weight):
     assert np.allclose(pa.actions, pb.actions, atol=1e-4)
 
 
-@pytest.mark.parametrize("use_cache", [True, False])
-def test_planner_keeps_the_current_observation_as_context(use_cache, make_model):
-    model, spec = make_model()
+@pytest.mark.parametrize(("use_cache", "backbone"), [(True, "transformer"), (False, "transformer"), (True, "rnn")])
+def test_planner_keeps_the_current_observation_as_context(use_cache, backbone, make_model):
+    model, spec = make_model(backbone=backbone)
     planner = Planner(model, spec, PlannerConfig(mc_samples=2, guidance_scale=0.3, sampling_steps=3,
                                                  use_cache=use_cache))
     plan = planner.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))

@@ -67,3 +67,29 @@ def test_flexible_horizon_padding_is_trained_at_full_noise(small_data):
     assert (out.weights[~valid] < out.weights[valid].min()).all()  # 5% weight on padding
     # the planner plans ceil(steps / fs) tokens
     assert n_plan_tokens(31, 10) == 4 and n_plan_tokens(30, 10) == 3 and n_plan_tokens(1, 10) == 1
+
+
+def test_loss_weighting_constant_weighs_every_level_like_the_clean_ones(small_data):
+    """min_snr: w = min(snr_k, 5) (pred_x0); constant (the paper: branch): w = 5 at every level, padding at 5%."""
+    windows = make_windows(small_data, ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2))
+    batch = collate(windows, np.array([0, 1, 2, len(windows) - 1]))
+    weights = {}
+    for how in ("min_snr", "constant"):
+        spec = ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2, loss_weighting=how)
+        x0, valid = PlanningLoss(spec).sequences(batch)
+        seen = {}
+
+        def model(x, levels, cond=None, seen=seen):
+            seen["levels"] = levels
+            return torch.zeros_like(x)
+
+        out = DiffusionLoss(spec.diffusion_config())(model, x0, valid=valid,
+                                                     generator=torch.Generator().manual_seed(0))
+        weights[how] = (out.weights, valid, seen["levels"])
+    w, valid, levels = weights["constant"]
+    assert torch.allclose(w[valid], torch.full_like(w[valid], 5.0)) and torch.allclose(w[~valid], w.new_tensor(0.25))
+    w_snr, _, levels_snr = weights["min_snr"]
+    snr = spec.diffusion_config().build_schedule().snr(levels_snr[valid])
+    assert torch.allclose(w_snr[valid], snr.clamp(max=5.0).to(w_snr.dtype), rtol=1e-5)
+    with pytest.raises(ValueError, match="loss_weighting must be one of"):
+        ModelSpec(loss_weighting="fused_snr")

@@ -121,7 +121,14 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.n_tokens is not None and args.n_tokens < 1:
         raise CliError(f"--n-tokens must be >= 1, got {args.n_tokens}")
     tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
-    spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon, **size)
+    rnn = {key: getattr(args, key) for key in ("z_dim", "network_size") if getattr(args, key) is not None}
+    if rnn and args.backbone != "rnn":
+        raise CliError(f"--{next(iter(rnn)).replace('_', '-')} sets the recurrent model; add --backbone rnn")
+    try:
+        spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon,
+                         loss_weighting=args.loss_weighting, backbone=args.backbone, **rnn, **size)
+    except ValueError as err:
+        raise CliError(str(err)) from None
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
                       lr_decay=args.lr_decay, min_lr_ratio=args.min_lr_ratio, ema_decay=args.ema,
                       ckpt_every=args.ckpt_every, log_every=args.log_every, out_dir=args.out,
@@ -315,6 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--n-heads", dest="n_heads", type=int)
     tr.add_argument("--n-tokens", dest="n_tokens", type=int, help="plan tokens per window (default per maze)")
     tr.add_argument("--random-horizon", action="store_true", help="also pad windows at a random horizon")
+    tr.add_argument("--backbone", default="transformer", choices=["transformer", "rnn"],
+                    help="transformer (sized by --size); rnn: the paper's recurrent model (MLP + GRU latent, "
+                         "reference 4.1; sized by --z-dim and --network-size), DF only")
+    tr.add_argument("--z-dim", dest="z_dim", type=int, help="rnn: latent size (default 128, the paper's)")
+    tr.add_argument("--network-size", dest="network_size", type=int,
+                    help="rnn: MLP hidden width / 32 (default 16, the paper's umaze / medium comment)")
+    tr.add_argument("--loss-weighting", dest="loss_weighting", default="min_snr", choices=["min_snr", "constant"],
+                    help="min_snr: min(snr, 5) (the authors' main: code, default); constant: 5 at every level "
+                         "(the paper: branch, whose noisy levels then weigh as much as the clean ones)")
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--max-minutes", type=float, help="wall-clock budget: stop (with a checkpoint) after this long")
     tr.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],

@@ -1,4 +1,9 @@
-"""The planning model and its training: a transformer over context + plan tokens, trained with dforce_train.
+"""The planning model and its training: a causal network over context + plan tokens, trained with dforce_train.
+
+The network is ``dforce_backbones.CausalTransformer`` (``backbone="transformer"``, the default; the Diffuser-style
+baseline is the same transformer without the causal mask) or the paper's recurrent model
+``dforce_backbones.RecurrentDenoiser`` (``backbone="rnn"``: the ``paper:`` branch behind Table 1, reference §4.1:
+MLP of ResBlocks + GRU latent, z 128, hidden ``network_size * 32``), which reads the same tokens one at a time.
 
 ``ModelSpec`` says what is trained: the Diffusion Forcing planner (causal, per-token ``diffusion_forcing``
 levels, reference §5.2) or the Diffuser-style baseline (non-causal, one ``full_sequence`` level per window).
@@ -19,15 +24,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from dforce_backbones import CausalTransformer, CausalTransformerConfig
+from dforce_backbones import CausalTransformer, CausalTransformerConfig, RecurrentDenoiser, RecurrentDenoiserConfig
 from dforce_core import DiffusionConfig, DiffusionLoss
 from dforce_train import EMA, StepContext, TrainConfig, Trainer, load_checkpoint, prefetch, resolve_checkpoint
 
 from .tokens import FRAME_DIM, Normalizer, with_context
 
 KINDS = ("df", "diffuser")
+# min_snr: min(snr, 5) for pred_x0 (the authors' main: v1.5 code, our default); constant: one weight for every level,
+# as the paper: branch behind Table 1 trains its maze RNN (2.5 x 10 there; here 5.0 = min-SNR's clean-level weight)
+LOSS_WEIGHTINGS = ("min_snr", "constant")
+BACKBONES = ("transformer", "rnn")
+CONSTANT_WEIGHT = 5.0
 
 
 @dataclass
@@ -47,12 +57,25 @@ class ModelSpec:
     loss_weighting: str = "min_snr"
     first_token_known_prob: float = 0.5  # DF: the context token is often nearly clean (reference §1.3)
     random_horizon: bool = False  # also pad at a random horizon (flexible horizon; a causal model needs no such)
+    backbone: str = "transformer"  # transformer | rnn (the paper's recurrent model; DF only)
+    z_dim: int = 128  # rnn: latent size (paper maze: 128)
+    network_size: int = 16  # rnn: MLP width / 32 and level-embedding width (paper yaml 32; "16 for medium/umaze")
+    num_mlp_layers: int = 4  # rnn: ResBlock layers before and after the GRU (paper maze: 4)
+    num_gru_layers: int = 1  # rnn (paper maze: 1)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         Normalizer.for_maze(self.maze)
-        for name in ("frame_stack", "n_tokens", "d_model", "n_layers", "n_heads"):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "rnn" and self.kind != "df":
+            raise ValueError("backbone 'rnn' is causal by construction: it can only be a Diffusion Forcing model "
+                             "(--kind df); the Diffuser-style baseline needs the non-causal transformer")
+        for name in ("frame_stack", "n_tokens", "d_model", "n_layers", "n_heads", "z_dim", "network_size",
+                     "num_mlp_layers", "num_gru_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -78,13 +101,18 @@ class ModelSpec:
             beta_schedule=self.beta_schedule,
             objective=self.objective,
             loss_weighting=self.loss_weighting,
+            constant_weight=CONSTANT_WEIGHT,
             frame_stack=self.frame_stack,
             noise_level_mode="diffusion_forcing" if self.kind == "df" else "full_sequence",
             first_token_known_prob=self.first_token_known_prob if self.kind == "df" else 0.0,
         )
 
-    def build(self) -> CausalTransformer:
+    def build(self) -> nn.Module:
         """A freshly initialised network."""
+        if self.backbone == "rnn":
+            return RecurrentDenoiser(RecurrentDenoiserConfig(
+                token_shape=(self.token_dim,), z_dim=self.z_dim, network_size=self.network_size,
+                num_mlp_layers=self.num_mlp_layers, num_gru_layers=self.num_gru_layers))
         return CausalTransformer(CausalTransformerConfig(
             token_shape=(self.token_dim,), d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
             mlp_ratio=self.mlp_ratio, window=self.window, causal=self.causal,
@@ -155,7 +183,7 @@ class PlanningLoss:
 
 
 def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, *, batch_size: int = 64,
-          logger=None, resume: str | None = None) -> tuple[CausalTransformer, Any]:
+          logger=None, resume: str | None = None) -> tuple[nn.Module, Any]:
     """Train a planning model with ``dforce_train.Trainer``; returns (model with EMA weights if any, summary)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -173,7 +201,7 @@ def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, 
     return model, summary
 
 
-def load_model(path: str | Path, *, use_ema: bool = True) -> tuple[CausalTransformer, ModelSpec]:
+def load_model(path: str | Path, *, use_ema: bool = True) -> tuple[nn.Module, ModelSpec]:
     """A trained planning model from a checkpoint directory (or a training ``out_dir``), in eval mode."""
     try:
         ckpt = resolve_checkpoint(path)

@@ -15,7 +15,11 @@ from typing import Any
 
 # what must agree between the runs that form one row: the same task, method and evaluation protocol
 _PROTOCOL = ("method", "controller", "episodes", "seed")
-_MODEL = ("maze", "kind", "frame_stack", "n_tokens", "d_model", "n_layers", "n_heads", "objective")
+_MODEL = ("maze", "kind", "frame_stack", "n_tokens", "d_model", "n_layers", "n_heads", "objective", "loss_weighting",
+          "backbone", "z_dim", "network_size", "num_mlp_layers", "num_gru_layers")
+# model fields added later: a file written before them had the default (its models were transformers)
+_MODEL_DEFAULTS = {"backbone": "transformer", "z_dim": 128, "network_size": 16, "num_mlp_layers": 4,
+                   "num_gru_layers": 1}
 # figures whose mean over the models is reported beside the score
 _MEANS = ("success_rate", "goal_hold", "score_if_stay", "steps_to_goal_all")
 
@@ -55,7 +59,8 @@ def _check_same(env_id: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
             raise ValueError(f"{env_id}: planner settings differ between {first_file} and {file} ({', '.join(diff)}); "
                              "combine only runs with the same settings")
         for key in _MODEL:
-            if row.get("model", {}).get(key) != first.get("model", {}).get(key):
+            default = _MODEL_DEFAULTS.get(key)
+            if row.get("model", {}).get(key, default) != first.get("model", {}).get(key, default):
                 raise ValueError(f"{env_id}: model {key} differs between {first_file} and {file}; combine only "
                                  "models of one architecture trained with different seeds")
     seen: dict[tuple, str] = {}
