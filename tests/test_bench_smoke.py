@@ -111,3 +111,29 @@ def test_crps_bounds_sign_blind_bound_matches_the_metric():
     assert up == pytest.approx(expected[0]) and down == pytest.approx(expected[1])
     walk = bench.scaled_walk(np.ones((2, 3, 4, 2)), np.zeros((2, 2)), np.array([0.5, 2.0]))
     assert walk[0].max() == 0.5 and walk[1].max() == 2.0
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "exchange_rate_nips.tar.gz").is_file(),
+                    reason="../shared/data/exchange_rate_nips.tar.gz is absent (the real dataset)")
+def test_forecast_evaluations_contract(tmp_path, capsys):
+    """A saved forecaster scored both ways on the real exchange test windows, with the picture."""
+    pytest.importorskip("dforce_forecast")
+    from dforce_forecast import ForecastConfig, Forecaster
+    from dforce_forecast.data import prepare
+
+    from dforce_datasets.timeseries import load_dataset, to_multivariate
+
+    md = to_multivariate(load_dataset("exchange_rate_nips", data_dir=str(SHARED_DATA), download=False))
+    cfg = ForecastConfig(target="delta", z_dim=8, network_size=2, num_gru_layers=1, sampling_steps=2)
+    fc = Forecaster(cfg, "df")
+    fc._build(prepare(md, target="delta", name="exchange_rate_nips"), 0)  # untrained: the contract only
+    fc.save(tmp_path / "fc")
+    bench = _load("forecast_evaluations")
+    out = bench.main(["--model", str(tmp_path / "fc"), "--data-dir", str(SHARED_DATA), "--num-samples", "4",
+                      "--out", str(tmp_path / "both.png")])
+    assert set(out["crps_sum"]) == {"rollout", "one_step"} and all(v > 0 for v in out["crps_sum"].values())
+    assert (tmp_path / "both.png").stat().st_size > 1000
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["crps_sum"] == out["crps_sum"]

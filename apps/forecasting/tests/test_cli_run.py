@@ -48,8 +48,11 @@ def test_run_on_each_benchmark_format(tmp_path, gluonts_writer, capsys, name, fr
     assert {r["method"] for r in results["runs"]} == {"df", "naive"}
     for run in results["runs"]:
         assert all(np.isfinite(run[m]) and run[m] >= 0 for m in ("crps_sum", "crps", "nd", "nrmse"))
-        if plots:
+        if plots:  # one picture per evaluation: the configured one (rollout) and the authors' one-step
             assert Path(run["plot"]).is_file() and Path(run["plot"]).stat().st_size > 1000
+            assert run["plots"]["rollout"] == run["plot"]
+            assert Path(run["plots"]["one_step"]).name == f"forecast_{run['method']}_one_step.png"
+            assert Path(run["plots"]["one_step"]).is_file()
     assert results["summary"]["naive"]["crps_sum"]["mean"] == last["naive"]
     assert (out / "df" / "seed_0" / "forecaster" / "model.safetensors").is_file()
 

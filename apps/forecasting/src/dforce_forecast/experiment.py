@@ -137,12 +137,16 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
                       f"{record['crps']:.5f} nd {record['nd']:.5f} nrmse {record['nrmse']:.5f}; {other} crps_sum "
                       f"{record['by_evaluation'][other]['crps_sum']:.5f} ({record['seconds']:.0f}s)",
                       file=sys.stderr, flush=True)
-            if plots and k == 0:
+            if plots and k == 0:  # forecast_<method>.png: config.evaluation; forecast_<method>_<other>.png
                 w = plot_window % n_win
-                png = plot_forecast(samples[w], data.test.raw_history[w], data.test.truth[w],
-                                    out / f"forecast_{method}.png", max_series=max_plot_series,
-                                    title=f"{dataset} - {method} (seed {seed}), test window {w}")
-                record["plot"] = str(png)
+                record["plots"] = {}
+                for ev, ev_samples in by_eval.items():
+                    name = f"forecast_{method}.png" if ev == config.evaluation else f"forecast_{method}_{ev}.png"
+                    png = plot_forecast(ev_samples[w], data.test.raw_history[w], data.test.truth[w], out / name,
+                                        max_series=max_plot_series,
+                                        title=f"{dataset} - {method} (seed {seed}), test window {w}, evaluation {ev}")
+                    record["plots"][ev] = str(png)
+                record["plot"] = record["plots"][config.evaluation]
             results["summary_by_evaluation"] = {
                 ev: {m: {metric: summarize([r["by_evaluation"][ev][metric] for r in results["runs"]
                                             if r["method"] == m]) for metric in METRICS}
