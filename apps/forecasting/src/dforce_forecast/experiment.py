@@ -123,7 +123,6 @@ def run_experiment(dataset: str, *, methods: Sequence[str] = ("df", "tf", "naive
             t1 = time.perf_counter()
             by_eval = {ev: model.sample_windows(data.test, num_samples=config.num_samples, seed=10_000 + seed,
                                                 evaluation=ev) for ev in EVALUATIONS}
-            samples = by_eval[config.evaluation]
             record["test_sample_seconds"] = time.perf_counter() - t1
             record["train_seconds"] = train_s
             record["evaluation"] = config.evaluation
