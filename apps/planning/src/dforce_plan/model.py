@@ -188,6 +188,7 @@ def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     windows = make_windows(dataset, spec, seed=config.seed)
+    torch.manual_seed(config.seed)  # the initial weights follow the training seed (the Trainer seeds after them)
     model = spec.build()
     trainer = Trainer(model, PlanningLoss(spec), config, logger, model_config={"planning": spec.to_dict()})
     try:

@@ -92,6 +92,8 @@ class Trainer:
 
     Under torchrun every process builds the same Trainer; the model is wrapped in DDP and each rank computes
     the loss on its shard of the global batch (see `StepContext`). Only rank 0 logs and writes checkpoints.
+    It seeds the global RNGs with `config.seed`, but only after the model's weights exist: seed (e.g.
+    `torch.manual_seed(config.seed)`) before building the model for the initial weights to follow the seed.
     """
 
     def __init__(
