@@ -1,5 +1,6 @@
 import json
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ import torch
 from dforce_plan.cli import main
 from dforce_plan.evaluate import EvalConfig, evaluate, goal_hold
 from dforce_plan.planner import Planner, PlannerConfig
-from dforce_train import read_jsonl
+from dforce_train import array_fingerprint, read_jsonl
 
 
 def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
@@ -73,6 +74,14 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
                  "--quiet"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["dforce/maze2d-umaze-v1"]["episodes"] == 2 and (out / "df_mcg_umaze.png").is_file()
+    # the summary says which data trained the model and on which kernels it was trained and evaluated
+    provenance = json.loads((out / "df_mcg_umaze_summary.json").read_text())
+    with h5py.File(data) as f:
+        arrays = {k: f[k][:] for k in ("observations", "actions")}
+    assert provenance["checkpoint"]["data"] == array_fingerprint(arrays)
+    assert provenance["checkpoint"]["step"] == 3 and provenance["checkpoint"]["path"].endswith("step_00000003")
+    assert provenance["checkpoint"]["numerics"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert provenance["machine"]["torch"] == torch.__version__
     # a DF checkpoint cannot run the Diffuser-style method, and the maze must match
     assert main(["eval", "--ckpt", str(run), "--method", "diffuser", "--episodes", "1", "--quiet"]) == 2
     assert "needs a model trained with --kind diffuser" in capsys.readouterr().err
@@ -110,6 +119,11 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main([*train, "--resume", "--random-horizon"]) == 2
     assert "random_horizon: False -> True" in capsys.readouterr().err
+    other = tmp_path / "other.hdf5"  # the same settings on another walk: resuming would mix two datasets
+    assert main(["data", "--steps", "3000", "--seed", "1", "--out", str(other), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*train[:2], str(other), *train[3:], "--resume"]) == 2
+    assert "data.sha256" in capsys.readouterr().err
     assert main([*train, "--resume"]) == 0
     assert json.loads(capsys.readouterr().out)["step"] == 5
     # the quickstart never writes over an earlier run

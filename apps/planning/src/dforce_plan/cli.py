@@ -192,11 +192,14 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
     if planner.spec.maze != args.maze:
         raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
+    from .model import checkpoint_provenance
+
+    provenance = checkpoint_provenance(args.ckpt)
     results = {}
     for multi in ([False, True] if args.both else [args.multi]):
         cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
                          latency_batch=args.latency_batch, progress=not args.quiet)
-        results[cfg.env_id] = evaluate(planner, cfg, args.out, wandb=args.wandb)
+        results[cfg.env_id] = evaluate(planner, cfg, args.out, wandb=args.wandb, checkpoint=provenance)
     return results
 
 

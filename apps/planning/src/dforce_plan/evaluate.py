@@ -130,9 +130,13 @@ def _logger(out_dir: Path, wandb: str, config: dict[str, Any]):
 
 
 def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = None, *, wandb: str = "auto",
-             tag: str | None = None) -> dict[str, Any]:
-    """Run ``cfg.episodes`` seeded episodes; return (and, with ``out_dir``, log and draw) the summary."""
+             tag: str | None = None, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``cfg.episodes`` seeded episodes; return (and, with ``out_dir``, log and draw) the summary.
+
+    ``checkpoint`` (``model.checkpoint_provenance``) is copied into the summary beside this machine's numerics.
+    """
     from dforce_datasets.maze2d import VectorMaze2d, get_task, normalized_score
+    from dforce_train import numerics_fingerprint
 
     task = get_task(cfg.env_id)
     horizon = task.max_episode_steps
@@ -185,6 +189,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),
+        "checkpoint": checkpoint, "machine": numerics_fingerprint(),
     }
     if cfg.latency_batch > 0:
         k = min(cfg.latency_batch, n)

@@ -28,7 +28,16 @@ from torch import Tensor, nn
 
 from dforce_backbones import CausalTransformer, CausalTransformerConfig, RecurrentDenoiser, RecurrentDenoiserConfig
 from dforce_core import DiffusionConfig, DiffusionLoss
-from dforce_train import EMA, StepContext, TrainConfig, Trainer, load_checkpoint, prefetch, resolve_checkpoint
+from dforce_train import (
+    EMA,
+    StepContext,
+    TrainConfig,
+    Trainer,
+    array_fingerprint,
+    load_checkpoint,
+    prefetch,
+    resolve_checkpoint,
+)
 
 from .tokens import FRAME_DIM, Normalizer, with_context
 
@@ -190,7 +199,10 @@ def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, 
     windows = make_windows(dataset, spec, seed=config.seed)
     torch.manual_seed(config.seed)  # the initial weights follow the training seed (the Trainer seeds after them)
     model = spec.build()
-    trainer = Trainer(model, PlanningLoss(spec), config, logger, model_config={"planning": spec.to_dict()})
+    # the data's fingerprint: resuming on other data is refused, and a rerun can tell whether its data matched
+    data = array_fingerprint(dataset, ("observations", "actions"))
+    trainer = Trainer(model, PlanningLoss(spec), config, logger,
+                      model_config={"planning": spec.to_dict(), "data": data})
     try:
         summary = trainer.fit(lambda start: prefetch(batch_stream(windows, batch_size, config.seed, start)),
                               resume=resume)
@@ -200,6 +212,14 @@ def train(dataset: dict[str, np.ndarray], spec: ModelSpec, config: TrainConfig, 
         trainer.ema.copy_to(model)
     model.eval()
     return model, summary
+
+
+def checkpoint_provenance(path: str | Path) -> dict[str, Any]:
+    """Where a checkpoint came from: its directory, step, training data fingerprint and numerics (None if unknown)."""
+    ckpt = resolve_checkpoint(path)
+    state = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    return {"path": str(ckpt), "step": state.get("step"), "data": (state.get("model_config") or {}).get("data"),
+            "numerics": state.get("numerics")}
 
 
 def load_model(path: str | Path, *, use_ema: bool = True) -> tuple[nn.Module, ModelSpec]:

@@ -17,6 +17,7 @@ from dforce_train.distributed import DistInfo, barrier, cleanup, init_distribute
 from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, MultiLogger, NullLogger, WandbLogger, make_logger, read_jsonl
 from dforce_train.prefetch import prefetch
+from dforce_train.provenance import array_fingerprint, numerics_fingerprint
 from dforce_train.trainer import FitSummary, NonFiniteLossError, Trainer, lr_factor, warmup_factor
 
 __version__ = "0.1.0"
@@ -53,6 +54,8 @@ __all__ = [
     "step_seed",
     "unwrap_model",
     "prefetch",
+    "array_fingerprint",
+    "numerics_fingerprint",
     "warmup_factor",
     "lr_factor",
 ]

@@ -7,7 +7,8 @@ A checkpoint is a directory::
     optimizer.pt        torch.save(optimizer.state_dict()), loaded with weights_only=True
     scaler.pt           torch.save(grad_scaler.state_dict()) (fp16 only), loaded with weights_only=True
     rng.safetensors     torch CPU / CUDA generator states of every rank, as uint8 tensors
-    state.json          step, train config, model config, LR-scheduler state, python/numpy RNG states
+    state.json          step, train config, model config, LR-scheduler state, python/numpy RNG states,
+                        and the numerics fingerprint (library versions, CPU kernel set: `provenance`)
 
 It is written into a temporary directory next to the target and moved into place with `os.replace`, so an
 interrupted save leaves the previous checkpoint (and the `latest` pointer) untouched.
@@ -36,6 +37,7 @@ from torch import nn
 
 from dforce_train.distributed import unwrap_model
 from dforce_train.ema import EMA
+from dforce_train.provenance import numerics_fingerprint
 
 FORMAT_VERSION = 1
 LATEST_NAME = "latest"
@@ -211,6 +213,7 @@ def save_checkpoint(
         else {"num_updates": ema.num_updates, "decay": ema.decay, "start_step": ema.start_step},
         "world_size": len(rng_states),
         "rng": {"python": [s["python"] for s in rng_states], "numpy": [s["numpy"] for s in rng_states]},
+        "numerics": numerics_fingerprint(),  # what a bit-exact rerun needs to share (library versions, kernels)
     }
     try:
         state_text = json.dumps(state, indent=1)
