@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from dforce_train import array_fingerprint, numerics_fingerprint, save_checkpoint
+from dforce_train import array_fingerprint, code_revision, numerics_fingerprint, save_checkpoint
 
 
 def test_numerics_fingerprint_names_this_process():
@@ -20,6 +20,7 @@ def test_numerics_fingerprint_names_this_process():
     assert info["torch"] == torch.__version__ and info["numpy"] == np.__version__
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["threads"] == torch.get_num_threads() and info["cpu"]
+    assert info["packages"]["dforce-train"]  # the dforce distributions and their versions
     assert json.loads(json.dumps(info)) == info  # JSON-ready, as checkpoints and results store it
 
 
@@ -55,3 +56,32 @@ def test_checkpoint_state_records_the_numerics(tmp_path):
     path = save_checkpoint(tmp_path / "c", model=nn.Linear(2, 2), step=1)
     state = json.loads((path / "state.json").read_text())
     assert state["numerics"] == numerics_fingerprint()
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_code_revision_names_the_commit_and_uncommitted_changes(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    src = repo / "module.py"
+    src.write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "module.py")
+    _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert code_revision(src) == {"commit": head, "dirty": False, "changed_files": []}
+    (repo / "untracked.txt").write_text("not code\n")  # untracked files (run outputs) do not count
+    assert code_revision(src)["dirty"] is False
+    src.write_text("x = 2\n")
+    assert code_revision(src) == {"commit": head, "dirty": True, "changed_files": ["module.py"]}
+    outside = tmp_path / "plain" / "module.py"
+    outside.parent.mkdir()
+    outside.write_text("x = 1\n")
+    assert code_revision(outside) is None
+    wheel = repo / "venv" / "site-packages" / "pkg" / "module.py"  # an installed copy inside someone's repo
+    wheel.parent.mkdir(parents=True)
+    wheel.write_text("x = 1\n")
+    assert code_revision(wheel) is None

@@ -17,7 +17,7 @@ from dforce_train.distributed import DistInfo, barrier, cleanup, init_distribute
 from dforce_train.ema import EMA
 from dforce_train.loggers import JSONLLogger, Logger, MultiLogger, NullLogger, WandbLogger, make_logger, read_jsonl
 from dforce_train.prefetch import prefetch
-from dforce_train.provenance import array_fingerprint, numerics_fingerprint
+from dforce_train.provenance import array_fingerprint, code_revision, numerics_fingerprint
 from dforce_train.trainer import FitSummary, NonFiniteLossError, Trainer, lr_factor, warmup_factor
 
 __version__ = "0.1.0"
@@ -56,6 +56,7 @@ __all__ = [
     "prefetch",
     "array_fingerprint",
     "numerics_fingerprint",
+    "code_revision",
     "warmup_factor",
     "lr_factor",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import subprocess
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,8 +32,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def code_revision(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """The git commit of the checkout holding ``path`` (default: this package) and whether tracked files differ
+    from it (``dirty``: a run from uncommitted code cannot be rerun from the commit alone); None outside git."""
+    where = os.path.dirname(os.path.abspath(path if path is not None else __file__))
+    if "site-packages" in where.split(os.sep):  # an installed wheel: a git repo around it is not its source
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", where, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", where, "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(changed), "changed_files": sorted(line[3:] for line in changed)[:50]}
+
+
+def _dforce_versions() -> dict[str, str]:
+    """The installed dforce-* distributions and their versions."""
+    from importlib import metadata
+
+    found = {(d.metadata["Name"] or ""): d.version for d in metadata.distributions()}
+    return {name: found[name] for name in sorted(found) if name.startswith("dforce")}
+
+
 def numerics_fingerprint() -> dict[str, Any]:
-    """Versions, CPU kernel set, thread count and GPU of this process: what bit-exact reruns need to share."""
+    """Versions, code revision, CPU kernel set, thread count and GPU of this process: what bit-exact reruns share."""
     info: dict[str, Any] = {
         "torch": torch.__version__,
         "numpy": np.__version__,
@@ -44,6 +69,8 @@ def numerics_fingerprint() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cuda": None,
+        "code": code_revision(),
+        "packages": _dforce_versions(),
     }
     if torch.cuda.is_available():
         info["cuda"] = {"device": torch.cuda.get_device_name(), "cuda": torch.version.cuda,
