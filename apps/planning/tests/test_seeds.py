@@ -70,6 +70,25 @@ def test_combine_refuses_runs_evaluated_differently_or_given_twice():
         combine([("a", a), ("b", copy.deepcopy(a))])
 
 
+def test_combine_refuses_other_data_and_the_same_checkpoint_twice():
+    def with_provenance(score, sha, path):
+        result = copy.deepcopy(_result(score, 0.5, 0.4))
+        result["dforce/maze2d-umaze-v1"]["checkpoint"] = {"path": path, "step": 15000,
+                                                          "data": {"sha256": sha, "arrays": {}}, "numerics": None}
+        return result
+
+    a = with_provenance(10.0, "ab" * 32, "runs/s0/checkpoints/step_00015000")
+    row = combine([("a", a), ("b", with_provenance(20.0, "ab" * 32, "runs/s1/checkpoints/step_00015000"))])
+    assert row["dforce/maze2d-umaze-v1"]["models"] == 2
+    with pytest.raises(ValueError, match="trained on different data"):
+        combine([("a", a), ("b", with_provenance(20.0, "cd" * 32, "runs/s1/checkpoints/step_00015000"))])
+    # the same model evaluated twice (another machine, other results) is not a second training seed
+    with pytest.raises(ValueError, match="the same checkpoint"):
+        combine([("a", a), ("b", with_provenance(20.0, "ab" * 32, "runs/s0/checkpoints/step_00015000"))])
+    # files written before provenance existed still combine with newer ones
+    assert combine([("a", a), ("b", _result(30.0, 0.5, 0.4))])["dforce/maze2d-umaze-v1"]["models"] == 2
+
+
 def test_cli_seeds_prints_the_combined_rows_and_rejects_bad_files(tmp_path, capsys):
     paths = _write(tmp_path, [_result(10.0, 0.5, 0.4), _result(30.0, 0.7, 0.6)])
     assert main(["seeds", *paths]) == 0

@@ -63,8 +63,20 @@ def _check_same(env_id: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
             if row.get("model", {}).get(key, default) != first.get("model", {}).get(key, default):
                 raise ValueError(f"{env_id}: model {key} differs between {first_file} and {file}; combine only "
                                  "models of one architecture trained with different seeds")
+        data = [(r.get("checkpoint") or {}).get("data") or {} for r in (first, row)]
+        if data[0].get("sha256") and data[1].get("sha256") and data[0]["sha256"] != data[1]["sha256"]:
+            raise ValueError(f"{env_id}: {first_file} and {file} come from models trained on different data "
+                             f"(sha256 {data[0]['sha256'][:12]}... and {data[1]['sha256'][:12]}...); combine only "
+                             "training seeds on one dataset")
     seen: dict[tuple, str] = {}
+    checkpoints: dict[str, str] = {}
     for file, row in rows:
+        path = (row.get("checkpoint") or {}).get("path")
+        if path is not None:
+            if path in checkpoints:
+                raise ValueError(f"{env_id}: {checkpoints[path]} and {file} evaluate the same checkpoint {path}; "
+                                 "give each training seed once")
+            checkpoints[path] = file
         key = (row["score"], row.get("raw_return"), row.get("steps_to_goal_all"))
         if key in seen:
             raise ValueError(f"{env_id}: {seen[key]} and {file} hold the same results; give each training seed once")
