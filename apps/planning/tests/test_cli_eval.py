@@ -103,6 +103,12 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["goal_distance"] == "geodesic"
     assert main(["eval", "--ckpt", str(run), "--wall-cost", "3", "--quiet"]) == 2
     assert "--wall-cost would be ignored" in capsys.readouterr().err
+    # the paper: code's guidance form runs end to end and is recorded
+    assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "2", "--replan-every", "100",
+                 "--guidance-form", "paper", "--guidance-scale", "10", "--show", "0", "--latency-batch", "1",
+                 "--out", str(tmp_path / "paper"), "--wandb", "off", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert summary["planner"]["guidance_form"] == "paper" and summary["planner"]["guidance_scale"] == 10.0
     # a second evaluation into the same --out keeps the first one's files
     first_png = (out / "df_mcg_umaze.png").read_bytes()
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
@@ -264,3 +270,4 @@ def test_cli_choices_mirror_the_planner():
     assert choices["method"] == planner.METHODS
     assert choices["controller"] == planner.CONTROLLERS
     assert choices["goal_distance"] == planner.GOAL_DISTANCES
+    assert choices["guidance_form"] == planner.GUIDANCE_FORMS

@@ -21,6 +21,45 @@ def test_goal_reward_matches_hand_computation(make_model):
     assert torch.allclose(reward, want, atol=1e-5)
 
 
+def test_goal_reward_paper_weighting_matches_hand_computation(make_model):
+    # the paper: code: R = -episode_steps * mean over every planned frame of d, the last frame weighted 0 when the
+    # plan reaches the episode's end (reference §3.2)
+    model, spec = make_model()
+    norm = spec.normalizer()
+    x = torch.randn(2, 3, 60)
+    goals = torch.tensor([[1.0, 1.0], [2.0, 3.0]])
+    frames = x[:, 1:].reshape(2, 20, 6)
+    d = (norm.unnorm_pos(frames[..., :2]) - goals[:, None]).norm(dim=-1)  # (2, 20)
+    end = GoalReward(goals, norm, 10, steps=20, weighting="paper", episode_steps=300, reaches_end=True)(x)
+    assert torch.allclose(end, -300 * d[:, :19].sum(-1) / 20, atol=1e-4)
+    capped = GoalReward(goals, norm, 10, steps=15, weighting="paper", episode_steps=300, reaches_end=False)(x)
+    assert torch.allclose(capped, -300 * d.mean(-1), atol=1e-4)  # every planned frame counts, steps or not
+    with pytest.raises(ValueError, match="episode_steps"):
+        GoalReward(goals, norm, 10, steps=20, weighting="paper")
+    with pytest.raises(ValueError, match="weighting"):
+        GoalReward(goals, norm, 10, steps=20, weighting="mean")
+    # the planner uses it with the paper's form: 30x the pull per frame on the last umaze plan (10 of 300 steps)
+    planner = Planner(model, spec, PlannerConfig(guidance_form="paper", guidance_scale=10.0))
+    g = planner.guidance(goals, 10, 10)
+    assert g.form == "paper" and g.reward_fn.weighting == "paper" and g.reward_fn.episode_steps == 300
+    assert g.reward_fn.reaches_end
+    assert Planner(model, spec, PlannerConfig()).guidance(goals, 10, 10).reward_fn.weighting == "horizon"
+    with pytest.raises(ValueError, match="guidance_form"):
+        PlannerConfig(guidance_form="ascent")
+
+
+def test_paper_form_plans_toward_the_goal_and_matches_the_reference_loop(make_model):
+    model, spec = make_model()
+    kw = dict(mc_samples=3, sampling_steps=4, guidance_form="paper")
+    free = Planner(model, spec, PlannerConfig(guidance_scale=0.0, **kw))
+    fast = Planner(model, spec, PlannerConfig(guidance_scale=50.0, **kw))
+    ref = Planner(model, spec, PlannerConfig(guidance_scale=50.0, use_cache=False, batched_mcg=False, **kw))
+    pf, pa, pb = (p.plan(OBS, GOALS, 40, generator=torch.Generator().manual_seed(3)) for p in (free, fast, ref))
+    assert np.allclose(pa.positions, pb.positions, atol=1e-4)
+    dist = lambda plan: np.linalg.norm(plan.positions - GOALS[:, None], axis=-1).mean()  # noqa: E731
+    assert dist(pa) < dist(pf) - 0.05  # guidance pulls the untrained model's plans toward the goals
+
+
 def test_goal_reward_stop_term_matches_hand_computation(make_model):
     _, spec = make_model()
     norm = spec.normalizer()

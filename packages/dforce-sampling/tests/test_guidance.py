@@ -7,7 +7,14 @@ import torch
 from sampling_toys import CallCounter, GaussianOracle, PlainCacheDenoiser, ToyCausalDenoiser
 
 from dforce_core import NoiseSchedule
-from dforce_sampling import DiffusionForcingSampler, MonteCarloGuidance, RewardGuidance, SamplerConfig, sample
+from dforce_sampling import (
+    DiffusionForcingSampler,
+    MonteCarloGuidance,
+    RewardGuidance,
+    SamplerConfig,
+    guided_prediction,
+    sample,
+)
 
 D = 3
 GOAL = torch.tensor([1.0, -1.0, 0.5])
@@ -60,6 +67,58 @@ def test_guidance_moves_samples_to_goal(objective, make, ddpm):
     strong = _distance(_run(model, sampler, guidance=make(8.0), **kw))
     assert strong < mild < free
     assert strong < 0.75 * free
+
+
+@pytest.mark.parametrize("objective", ["pred_noise", "pred_x0", "pred_v"])
+@pytest.mark.parametrize("num_samples", [1, 4])
+def test_paper_form_moves_samples_to_goal(objective, num_samples):
+    sampler = _sampler(objective=objective)
+    model = GaussianOracle(sampler.schedule, objective)
+    kw = dict(batch_size=64, chunk_size=3, scheduling="pyramid")
+    make = lambda s: MonteCarloGuidance(goal_reward, s, num_samples=num_samples, form="paper")  # noqa: E731
+    free, mild, strong = (_distance(_run(model, sampler, guidance=make(s), **kw)) for s in (0.0, 8.0, 50.0))
+    assert strong < mild < free  # measured 0.15-0.44 < 0.85-1.18 < 1.99
+    assert strong < 0.5 * free
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_paper_form_adds_g_times_grad_to_the_ddim_output(eta):
+    # the paper: branch's planner: x' = DDIM(x0, eps) + scale g grad, g = (1 - a) - c sqrt(1 - a),
+    # c = sqrt(1 - a' - sigma^2), and g = 0 on the final step (k' = -1)
+    sampler = _sampler(k=100, s=10, eta=eta, objective="pred_x0")
+    gen = torch.Generator().manual_seed(3)
+    x0, eps, grad = (torch.randn(2, 3, D, generator=gen) for _ in range(3))
+    k = torch.tensor([[49, 9, 99], [19, 9, 9]])
+    k_next = torch.tensor([[39, -1, 89], [9, -1, 9]])
+    x0_g, eps_g = guided_prediction(sampler, x0, eps, k, k_next, grad, 2.5, form="paper")
+    assert torch.equal(eps_g, eps)
+    a, a_next = sampler.schedule.alpha_bar(k)[..., None], sampler.schedule.alpha_bar(k_next)[..., None]
+    sigma2 = eta**2 * (1 - a / a_next) * (1 - a_next) / (1 - a)
+    c = (1 - a_next - sigma2).sqrt()
+    g = ((1 - a) - c * (1 - a).sqrt()) * (k_next >= 0)[..., None]
+    # by hand for k = 49 -> 39 at eta 0: g = sqrt(1 - a)(sqrt(1 - a) - sqrt(1 - a'))
+    a49, a39 = (float(sampler.schedule.alpha_bar(torch.tensor(v))) for v in (49, 39))
+    g_hand = (1 - a49) ** 0.5 * ((1 - a49) ** 0.5 - (1 - a39) ** 0.5)
+    if eta == 0.0:
+        assert abs(float(g[0, 0, 0]) - g_hand) < 1e-6
+    assert float(g[0, 0, 0]) > 0 and torch.all(g[:, 1] == 0)  # positive while noisy, zero on the final step
+    plain = x0 * a_next.sqrt() + c * eps  # the DDIM output without its sigma z term, which guidance leaves alone
+    moved = x0_g * a_next.sqrt() + c * eps_g
+    assert torch.allclose(moved - plain, 2.5 * g * grad, atol=1e-6)
+    assert torch.equal(x0_g[:, 1], x0[:, 1])  # the final step returns x0_hat unguided
+
+
+def test_paper_form_is_much_weaker_than_classifier_form_at_high_noise():
+    sampler = _sampler(k=1000, s=10, objective="pred_x0")
+    x0 = torch.zeros(1, 1, D)
+    grad = torch.ones(1, 1, D)
+    k, k_next = torch.tensor([[999]]), torch.tensor([[899]])
+    shift = {}
+    for form in ("classifier", "paper"):
+        x0_g, eps_g = guided_prediction(sampler, x0, torch.zeros_like(x0), k, k_next, grad, 1.0, form=form)
+        shift[form] = float(sampler.update(x0, x0_g, eps_g, k, k_next)[0, 0, 0])  # move of the DDIM output
+    assert shift["paper"] > 0 and shift["classifier"] > 0  # both ascend the reward
+    assert shift["paper"] < 1e-2 * shift["classifier"]
 
 
 def test_zero_scale_equals_unguided_and_grad_is_enabled():
@@ -149,3 +208,8 @@ def test_guidance_errors():
         RewardGuidance(goal_reward, -1.0)
     with pytest.raises(ValueError, match="callable"):
         RewardGuidance("goal", 1.0)
+    with pytest.raises(ValueError, match="form"):
+        MonteCarloGuidance(goal_reward, 1.0, form="ascent")
+    ddpm = _sampler(k=16, s=16)
+    with pytest.raises(ValueError, match="DDIM"):
+        _run(GaussianOracle(ddpm.schedule, "pred_v"), ddpm, guidance=RewardGuidance(goal_reward, 1.0, form="paper"))

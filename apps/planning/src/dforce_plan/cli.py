@@ -164,6 +164,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"guidance_scale": args.guidance_scale, "stop_weight": args.stop_weight,
             "stop_radius": args.stop_radius, "stop_where": args.stop_where,
             "goal_distance": args.goal_distance, "wall_cost": args.wall_cost, "mc_samples": args.mc_samples,
+            "guidance_form": args.guidance_form,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None}
 
@@ -176,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
     unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance",
-                           "wall_cost", "mc_samples", "horizon"),
+                           "wall_cost", "mc_samples", "horizon", "guidance_form"),
               "df": ("mc_samples",)}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if given:
@@ -378,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the shortest path to the goal through the maze (not the paper's: it knows the map)")
     ev.add_argument("--wall-cost", type=float,
                     help="with --goal-distance geodesic: cost per unit inside walls (default 20; >= 1)")
+    ev.add_argument("--guidance-form", choices=["classifier", "paper"],
+                    help="classifier (default): eps' = eps - scale sqrt(1 - a') grad R; paper: the paper: code's "
+                         "update x' = DDIM + scale g grad R, g = (1 - a) - sqrt(1 - a') sqrt(1 - a), with its reward "
+                         "weighting (episode steps x mean over planned frames); its scales are not the default form's")
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from dforce_core import per_token, q_sample
 from dforce_sampling import (
+    GUIDANCE_FORMS,
     DiffusionForcingSampler,
     MonteCarloGuidance,
     RewardGuidance,
@@ -35,6 +36,7 @@ from dforce_sampling import (
 )
 
 from .model import ModelSpec
+from .presets import EPISODE_STEPS
 from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
 METHODS = ("df_mcg", "df", "diffuser")
@@ -43,6 +45,9 @@ CONTROLLERS = ("actions", "pd")
 # how a frame's goal distance enters the reward: d, 2 tanh(d / 2), or the shortest path through the maze (not paper)
 GOAL_DISTANCES = ("linear", "tanh", "geodesic")
 STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity, or all from the plan's arrival on
+# how the reward sums its frames: "horizon" = the frames inside the horizon; "paper" = the paper: code's
+# episode_steps x the mean over every planned frame, the episode's last frame weighted 0 (reference §3.2)
+REWARD_WEIGHTINGS = ("horizon", "paper")
 
 
 @dataclass
@@ -56,6 +61,9 @@ class PlannerConfig:
     stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
     goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code); geodesic: maze path
     wall_cost: float = 20.0  # geodesic only: cost per unit inside walls (maze2d.geodesic.WALL_COST)
+    # classifier: eps' = eps - scale sqrt(1 - a') grad R (main: code); paper: x' = DDIM + scale g grad R with the
+    # paper: code's reward weighting (episode_steps x mean over planned frames), reference §3.2
+    guidance_form: str = "classifier"
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
@@ -84,6 +92,8 @@ class PlannerConfig:
             raise ValueError(f"goal_distance must be one of {GOAL_DISTANCES}, got {self.goal_distance!r}")
         if not float(self.wall_cost) >= 1.0:
             raise ValueError(f"wall_cost must be >= 1, got {self.wall_cost}")
+        if self.guidance_form not in GUIDANCE_FORMS:
+            raise ValueError(f"guidance_form must be one of {GUIDANCE_FORMS}, got {self.guidance_form!r}")
         if isinstance(self.mc_samples, bool) or not isinstance(self.mc_samples, int) or self.mc_samples < 1:
             raise ValueError(f"mc_samples must be an int >= 1, got {self.mc_samples!r}")
         if self.horizon is not None and self.horizon < 1:
@@ -121,6 +131,11 @@ class GoalReward:
     |v| has a kink at rest, where the plans that stay at the goal live, and its gradient direction would flip on
     float noise there.
 
+    ``weighting`` says how the per-frame costs are summed: ``"horizon"`` (default) sums the frames inside the
+    horizon (``steps``); ``"paper"`` is the ``paper:`` code's weighting behind Table 1: ``episode_steps`` times
+    the mean over every planned frame, with the last frame weighted 0 when the plan reaches the episode's end
+    (``reaches_end``). Its pull grows as the plans shorten: 30x the first plan's per frame in the last umaze plan.
+
     ``x`` is the full sequence a guidance reward sees, ``(N, 1 + H, fs*6)`` with the context first; N may be
     a multiple of the number of goals (Monte Carlo replicas, row b*R + r belongs to goal b).
     """
@@ -128,7 +143,15 @@ class GoalReward:
     def __init__(self, goals: Tensor, normalizer: Normalizer, frame_stack: int, steps: int,
                  stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
                  stop_where: str = "near", fields: Tensor | None = None,
-                 field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0) -> None:
+                 field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0,
+                 weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True) -> None:
+        if weighting not in REWARD_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {REWARD_WEIGHTINGS}, got {weighting!r}")
+        if (weighting == "paper") != (episode_steps is not None):
+            raise ValueError("weighting='paper' needs episode_steps (the episode length), and only it uses them")
+        if episode_steps is not None and episode_steps < 1:
+            raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+        self.weighting, self.episode_steps, self.reaches_end = weighting, episode_steps, bool(reaches_end)
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
         if (distance == "geodesic") != (fields is not None and field_grid is not None):
@@ -169,6 +192,11 @@ class GoalReward:
             else:
                 near = torch.exp(-(d / self.stop_radius).pow(2))  # (N, H*fs)
             cost = cost + self.stop_weight * near * speed  # (N, H*fs)
+        if self.weighting == "paper":
+            weight = torch.ones(cost.shape[1], dtype=cost.dtype, device=cost.device)  # (H*fs,) every planned frame
+            if self.reaches_end:
+                weight[-1] = 0.0
+            return -self.episode_steps * (cost * weight).mean(dim=-1)  # (N,)
         inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
         return -(cost * inside).sum(dim=-1)  # (N,)
 
@@ -262,6 +290,11 @@ class Planner:
             clip_noise=dcfg.clip_noise, objective=dcfg.objective))
 
     @property
+    def episode_steps(self) -> int:
+        """The episode length of this model's maze (300 / 600 / 800, D4RL's time limits)."""
+        return EPISODE_STEPS[self.spec.maze.removeprefix("multi-").removeprefix("eval-")]
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -273,19 +306,23 @@ class Planner:
         h = min(int(steps_left), cap)
         return h if self.config.horizon is None else min(h, self.config.horizon)
 
-    def guidance(self, goals: Tensor, steps: int):
-        """The guidance of a DF plan (None when the scale is 0)."""
+    def guidance(self, goals: Tensor, steps: int, steps_left: int | None = None):
+        """The guidance of a DF plan of ``steps`` steps with ``steps_left`` in the episode (None when the scale is 0)."""
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
         fields = grid = None
         if c.goal_distance == "geodesic":
             fields, grid = self.distance_fields(goals)
+        paper = c.guidance_form == "paper"
         reward = GoalReward(goals, self.normalizer, self.spec.frame_stack, steps, c.stop_weight, c.goal_distance,
-                            c.stop_radius, c.stop_where, fields=fields, field_grid=grid, wall_cost=c.wall_cost)
+                            c.stop_radius, c.stop_where, fields=fields, field_grid=grid, wall_cost=c.wall_cost,
+                            weighting="paper" if paper else "horizon",
+                            episode_steps=self.episode_steps if paper else None,
+                            reaches_end=steps_left is None or steps >= steps_left)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
-        return cls(reward, c.guidance_scale, num_samples=mc)
+        return cls(reward, c.guidance_scale, num_samples=mc, form=c.guidance_form)
 
     def distance_fields(self, goals: Tensor) -> tuple[Tensor, tuple[tuple[float, float], float]]:
         """Geodesic distance fields (B, nx, ny) in this model's maze for goals (B, 2), and their (origin, step)."""
@@ -321,7 +358,7 @@ class Planner:
                        scheduling="full_sequence", generator=generator, device=self.device)
         else:
             x = sample(self.model, self.sampler, n_tokens=1 + h, context=ctx, chunk_size=None, scheduling="pyramid",
-                       uncertainty_scale=self.config.uncertainty_scale, guidance=self.guidance(goals_t, steps),
+                       uncertainty_scale=self.config.uncertainty_scale, guidance=self.guidance(goals_t, steps, steps_left),
                        use_cache=self.config.use_cache, generator=generator)
         seconds = time.perf_counter() - start
         obs_n, act_n = unpack(x[:, 1:].detach(), fs)  # (B, h*fs, 4), (B, h*fs, 2)

@@ -7,7 +7,8 @@ Planner presets (``PLANNER_PRESETS[method][maze]``):
   (``DIFFUSER_TOKENS`` tokens of ``frame_stack`` steps, i.e. Diffuser's 128 / 256 / 384 rounded up to 10s).
 * ``guidance_scale``: the scale of ``dforce_sampling.MonteCarloGuidance`` (classifier-guidance form,
   eps' = eps - scale sqrt(1 - a') grad R, with R the summed world-unit distance to the goal); the paper's
-  code uses a different (gradient-ascent) form, so its 8-12 do not carry over.
+  code uses a different (gradient-ascent) form, so its 8-12 do not carry over. That form is available as
+  ``guidance_form="paper"`` (``--guidance-form paper``); the presets are for the default form.
 * ``stop_weight``: weight of the reward's "stop at the goal" term (``planner.GoalReward``): speed near the
   goal is charged, so plans arrive and stay; the paper's reward is the goal distance alone (weight 0).
 * ``mc_samples``: Monte Carlo samples per token (``df`` uses 1: the paper's "w/o MCG").

@@ -1,7 +1,7 @@
 """Scheduling matrices, per-token DDIM/DDPM steps, KV-cached rollouts and guidance (incl. Monte Carlo Guidance) for Diffusion Forcing."""
 
 from .config import SamplerConfig
-from .guidance import Guidance, MonteCarloGuidance, RewardGuidance, guided_prediction, reward_view
+from .guidance import GUIDANCE_FORMS, Guidance, MonteCarloGuidance, RewardGuidance, guided_prediction, reward_view
 from .protocols import Denoiser, FanOutCache, RewardFn
 from .rollout import sample
 from .sampler import DiffusionForcingSampler, StepOutput, draw_active_noise, leading_clean
@@ -18,6 +18,7 @@ from .scheduling import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GUIDANCE_FORMS",
     "SCHEDULING_MATRICES",
     "Denoiser",
     "DiffusionForcingSampler",

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
     from .protocols import Denoiser
     from .sampler import DiffusionForcingSampler
 
-__all__ = ["Guidance", "MonteCarloGuidance", "RewardGuidance", "guided_prediction", "reward_view"]
+__all__ = ["GUIDANCE_FORMS", "Guidance", "MonteCarloGuidance", "RewardGuidance", "guided_prediction", "reward_view"]
+
+# How the reward gradient enters a step: "classifier" shifts eps_hat (reference §3.1, the main: code);
+# "paper" adds scale * g * grad to the DDIM output (reference §3.2, the paper: code behind Table 1).
+GUIDANCE_FORMS = ("classifier", "paper")
 
 
 class Guidance(Protocol):
@@ -58,14 +62,28 @@ def guided_prediction(
     to_levels: Tensor,
     grad: Tensor,
     scale: float,
+    form: str = "classifier",
 ) -> tuple[Tensor, Tensor]:
-    """Classifier-guidance form (reference §3.1): eps' = eps - scale sqrt(1 - a_next) grad, x0' from eps'.
+    """Guided (x0_hat', eps_hat') for a DDIM step, in one of ``GUIDANCE_FORMS``.
 
-    x0' = x0 - sqrt((1 - a)/a) (eps' - eps) is ``predict_start_from_noise(x_in, k, eps')`` written as a
-    correction, so tokens without a correction keep their x0_hat exactly.
+    * ``classifier`` (reference §3.1): eps' = eps - scale sqrt(1 - a_next) grad, and x0' from eps', written as
+      the correction x0' = x0 - sqrt((1 - a)/a) (eps' - eps), so tokens without a correction keep x0_hat exactly.
+    * ``paper`` (reference §3.2, the ``paper:`` branch's planner): the DDIM output x' = sqrt(a') x0 + c eps
+      (+ sigma z) is moved by scale * g * grad with g = (1 - a) - c sqrt(1 - a), c = sqrt(1 - a' - sigma^2),
+      and g = 0 on a token's final step (k' = -1). Here that shift is carried by x0' = x0 + scale g grad /
+      sqrt(a'), which gives exactly that x' under DDIM; eps is unchanged. g is about 3e-5 at the noisiest
+      level and largest at middle levels, so this form leaves the coarse plan to the model's prior.
     """
     a = per_token(sampler.schedule.alpha_bar(k_net), pred_x0)  # (B, T, 1...)
-    a_next = per_token(sampler.schedule.alpha_bar(to_levels), pred_x0)  # (B, T, 1...)
+    a_next = per_token(sampler.schedule.alpha_bar(to_levels), pred_x0)  # (B, T, 1...), 1 at level -1
+    if form == "paper":
+        eta = float(sampler.config.eta)
+        var = ((1.0 - a / a_next) * (1.0 - a_next) / (1.0 - a)).clamp_min(0.0)  # (B, T, 1...)
+        c = (1.0 - a_next - eta**2 * var).clamp_min(0.0).sqrt()  # (B, T, 1...)
+        g = ((1.0 - a) - c * (1.0 - a).sqrt()) * per_token(to_levels >= 0, pred_x0)  # (B, T, 1...), 0 at the end
+        return pred_x0 + float(scale) * g * grad / a_next.sqrt(), pred_eps
+    if form != "classifier":
+        raise ValueError(f"guidance form must be one of {GUIDANCE_FORMS}, got {form!r}")
     delta = -float(scale) * (1.0 - a_next).sqrt() * grad  # (B, T, ...)
     return pred_x0 - ((1.0 - a) / a).sqrt() * delta, pred_eps + delta
 
@@ -92,16 +110,20 @@ class RewardGuidance:
     """Reward / goal guidance through the denoiser (reference §3.1): ascend R(x0_hat) via eps_hat.
 
     ``reward_fn(x0_hat (B, T, ...)) -> (B,)``; its gradient w.r.t. the current noisy tokens flows through the
-    network (so later tokens' predictions guide earlier ones in a causal model).
+    network (so later tokens' predictions guide earlier ones in a causal model). ``form`` says how the gradient
+    enters the step (``guided_prediction``); ``"paper"`` needs a DDIM sampler.
     """
 
-    def __init__(self, reward_fn: RewardFn, scale: float) -> None:
+    def __init__(self, reward_fn: RewardFn, scale: float, form: str = "classifier") -> None:
         if not callable(reward_fn):
             raise ValueError("reward_fn must be callable: x0_hat (B, T, ...) -> reward (B,)")
         if not float(scale) >= 0.0 or float(scale) == float("inf"):
             raise ValueError(f"guidance scale must be a finite number >= 0, got {scale!r}")
+        if form not in GUIDANCE_FORMS:
+            raise ValueError(f"guidance form must be one of {GUIDANCE_FORMS}, got {form!r}")
         self.reward_fn = reward_fn
         self.scale = float(scale)
+        self.form = form
 
     def total_reward(
         self,
@@ -135,6 +157,8 @@ class RewardGuidance:
         prefix: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Guided (x0_hat', eps_hat') with grad = d total_reward / d x (see ``Guidance``)."""
+        if self.form == "paper" and sampler.ddpm:
+            raise ValueError("the paper's guidance form moves a DDIM step's output; use a DDIM sampler (ddpm=False)")
         with torch.enable_grad():
             x_leaf = x.detach().requires_grad_(True)  # (B, T, ...)
             x_in, k_net = sampler.model_inputs(x_leaf, from_levels, context_noise=context_noise, generator=generator)
@@ -154,11 +178,12 @@ class RewardGuidance:
             )
             (grad,) = torch.autograd.grad(total, x_leaf, allow_unused=True)
         grad = torch.zeros_like(x) if grad is None else grad  # (B, T, ...)
-        x0, eps = guided_prediction(sampler, pred_x0.detach(), pred_eps.detach(), k_net, to_levels, grad, self.scale)
+        x0, eps = guided_prediction(sampler, pred_x0.detach(), pred_eps.detach(), k_net, to_levels, grad, self.scale,
+                                    self.form)
         return x0.detach(), eps.detach()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(scale={self.scale})"
+        return f"{type(self).__name__}(scale={self.scale}, form={self.form!r})"
 
 
 class MonteCarloGuidance(RewardGuidance):
@@ -173,9 +198,10 @@ class MonteCarloGuidance(RewardGuidance):
     """
 
     def __init__(
-        self, reward_fn: RewardFn, scale: float, num_samples: int = 4, include_prediction: bool = True
+        self, reward_fn: RewardFn, scale: float, num_samples: int = 4, include_prediction: bool = True,
+        form: str = "classifier",
     ) -> None:
-        super().__init__(reward_fn, scale)
+        super().__init__(reward_fn, scale, form)
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
         self.num_samples = num_samples
@@ -225,5 +251,5 @@ class MonteCarloGuidance(RewardGuidance):
     def __repr__(self) -> str:
         return (
             f"MonteCarloGuidance(scale={self.scale}, num_samples={self.num_samples}, "
-            f"include_prediction={self.include_prediction})"
+            f"include_prediction={self.include_prediction}, form={self.form!r})"
         )
