@@ -137,3 +137,19 @@ def test_forecast_evaluations_contract(tmp_path, capsys):
     assert set(out["crps_sum"]) == {"rollout", "one_step"} and all(v > 0 for v in out["crps_sum"].values())
     assert (tmp_path / "both.png").stat().st_size > 1000
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["crps_sum"] == out["crps_sum"]
+
+
+def test_maze_ceiling_contract(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    bench = _load("maze_ceiling")
+    out = bench.main(["--mazes", "umaze", "--episodes", "3", "--horizon", "120", "--out", str(tmp_path)])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["multi"] for r in last["rows"]] == [False, True] and (tmp_path / "ceiling.png").exists()
+    for row in out["rows"]:
+        assert row["horizon"] == 120 and row["oracle"]["raw"] <= row["bound"]["raw"]
+        assert row["paper_df_as_raw_return"]["raw"] == row["paper_df"]
+    single = out["rows"][0]
+    # 116.7 read as a raw umaze return is (116.7 - 23.85) / (161.86 - 23.85) x 100 normalized
+    assert single["paper_df_as_raw_return"]["normalized"] == pytest.approx(100 * (116.7 - 23.85) / 138.01)
+    bench.main(["--mazes", "umaze", "--episodes", "2", "--task", "single", "--out", str(tmp_path)])
+    assert len(list(tmp_path.glob("run-*/ceiling.png"))) == 1  # the first picture is kept

@@ -37,7 +37,7 @@ _MOVES = np.array([(-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1),
 
 
 @njit(cache=True)
-def _dijkstra(free, seeds, seed_dist, step, wall_cost, moves):  # pragma: no cover - compiled
+def _dijkstra(free, seeds, seed_dist, step, wall_cost, moves, diagonal):  # pragma: no cover - compiled
     nx, ny = free.shape
     dist = np.full(nx * ny, np.inf)
     heap = [(0.0, np.int64(0))]  # numba types the heap from its first item: (distance, flat node index)
@@ -56,12 +56,12 @@ def _dijkstra(free, seeds, seed_dist, step, wall_cost, moves):  # pragma: no cov
             vx, vy = ux + moves[m, 0], uy + moves[m, 1]
             if vx < 0 or vx >= nx or vy < 0 or vy >= ny:
                 continue
-            diagonal = moves[m, 0] != 0 and moves[m, 1] != 0
-            length = step * (math.sqrt(2.0) if diagonal else 1.0)
+            is_diagonal = moves[m, 0] != 0 and moves[m, 1] != 0
+            length = step * (diagonal if is_diagonal else 1.0)  # diagonal: sqrt(2) (Euclidean) or 1 (Chebyshev)
             if free[vx, vy]:
                 if not u_free:
                     continue  # a wall never leads back into free space (no shortcuts through walls)
-                if diagonal and not (free[ux + moves[m, 0], uy] and free[ux, uy + moves[m, 1]]):
+                if is_diagonal and not (free[ux + moves[m, 0], uy] and free[ux, uy + moves[m, 1]]):
                     continue  # no corner cutting
                 cost = length
             else:
@@ -160,7 +160,7 @@ def distance_field(maze: str | MazeLayout, goal, resolution: float = RESOLUTION,
     corners = corners[ok]
     seed_dist = resolution * np.sqrt(((corners - g) ** 2).sum(-1))  # (k,) world units to the goal
     values = _dijkstra(free, corners[:, 0] * ny + corners[:, 1], seed_dist, float(resolution), float(wall_cost),
-                       _MOVES)
+                       _MOVES, math.sqrt(2.0))
     reached = np.isfinite(values)
     if not reached.all():  # free islands cut off from the goal: flat, at the largest distance found
         values = np.where(reached, values, values[reached].max())
