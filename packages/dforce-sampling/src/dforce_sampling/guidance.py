@@ -77,9 +77,7 @@ def guided_prediction(
     a = per_token(sampler.schedule.alpha_bar(k_net), pred_x0)  # (B, T, 1...)
     a_next = per_token(sampler.schedule.alpha_bar(to_levels), pred_x0)  # (B, T, 1...), 1 at level -1
     if form == "paper":
-        eta = float(sampler.config.eta)
-        var = ((1.0 - a / a_next) * (1.0 - a_next) / (1.0 - a)).clamp_min(0.0)  # (B, T, 1...)
-        c = (1.0 - a_next - eta**2 * var).clamp_min(0.0).sqrt()  # (B, T, 1...)
+        _, c = sampler.ddim_sigma_c(a, a_next, to_levels)  # (B, T, 1...)
         g = ((1.0 - a) - c * (1.0 - a).sqrt()) * per_token(to_levels >= 0, pred_x0)  # (B, T, 1...), 0 at the end
         return pred_x0 + float(scale) * g * grad / a_next.sqrt(), pred_eps
     if form != "classifier":

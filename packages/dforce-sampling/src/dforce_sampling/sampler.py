@@ -175,15 +175,24 @@ class DiffusionForcingSampler:
         k_c = torch.where(from_levels < 0, torch.full_like(from_levels, self.context_level), from_levels)  # (B, T)
         a = per_token(self.schedule.alpha_bar(k_c), pred_x0)  # (B, T, 1...)
         a_next = per_token(self.schedule.alpha_bar(to_levels), pred_x0)  # (B, T, 1...), 1 at level -1
-        eta = float(self.config.eta)
         x_new = pred_x0 * a_next.sqrt()  # (B, T, ...)
-        if eta > 0:
-            var = ((1.0 - a / a_next) * (1.0 - a_next) / (1.0 - a)).clamp_min(0.0)  # (B, T, 1...)
-            sigma = eta * var.sqrt() * per_token(to_levels >= 0, pred_x0)  # (B, T, 1...), 0 when k' = -1
-            c = (1.0 - a_next - sigma**2).clamp_min(0.0).sqrt()  # (B, T, 1...)
+        sigma, c = self.ddim_sigma_c(a, a_next, to_levels)  # (B, T, 1...) each
+        if float(self.config.eta) > 0:
             z = draw_active_noise(pred_x0, from_levels, self.config.clip_noise, generator)  # (B, T, ...)
             return x_new + pred_eps * c + sigma * z
-        return x_new + pred_eps * (1.0 - a_next).clamp_min(0.0).sqrt()
+        return x_new + pred_eps * c
+
+    def ddim_sigma_c(self, a: Tensor, a_next: Tensor, to_levels: Tensor) -> tuple[Tensor, Tensor]:
+        """DDIM's (sigma, c) for alpha_bar a -> a_next (B, T, 1...): sigma = eta sqrt(var), c = sqrt(1 - a' - sigma^2).
+
+        sigma is 0 where k' = -1 (reference §2.4).
+        """
+        eta = float(self.config.eta)
+        if eta == 0:
+            return torch.zeros_like(a_next), (1.0 - a_next).clamp_min(0.0).sqrt()
+        var = ((1.0 - a / a_next) * (1.0 - a_next) / (1.0 - a)).clamp_min(0.0)  # (B, T, 1...)
+        sigma = eta * var.sqrt() * per_token(to_levels >= 0, a_next)  # (B, T, 1...), 0 when k' = -1
+        return sigma, (1.0 - a_next - sigma**2).clamp_min(0.0).sqrt()
 
     def _ddpm_update(self, x: Tensor, pred_x0: Tensor, from_levels: Tensor, generator) -> Tensor:
         """Ancestral step k -> k-1: posterior mean + exp(log_var / 2) z, noise only where k > 0 (§2.4)."""
