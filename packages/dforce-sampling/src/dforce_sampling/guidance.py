@@ -71,8 +71,9 @@ def guided_prediction(
     * ``paper`` (reference §3.2, the ``paper:`` branch's planner): the DDIM output x' = sqrt(a') x0 + c eps
       (+ sigma z) is moved by scale * g * grad with g = (1 - a) - c sqrt(1 - a), c = sqrt(1 - a' - sigma^2),
       and g = 0 on a token's final step (k' = -1). Here that shift is carried by x0' = x0 + scale g grad /
-      sqrt(a'), which gives exactly that x' under DDIM; eps is unchanged. g is about 3e-5 at the noisiest
-      level and largest at middle levels, so this form leaves the coarse plan to the model's prior.
+      sqrt(a'), which gives exactly that x' under DDIM; eps is unchanged. g is about 1e-4 at the noisiest
+      level (S = 10, linear schedule) and about 0.15 at middle ones, so this form leaves the coarse plan to the
+      model's prior.
     """
     a = per_token(sampler.schedule.alpha_bar(k_net), pred_x0)  # (B, T, 1...)
     a_next = per_token(sampler.schedule.alpha_bar(to_levels), pred_x0)  # (B, T, 1...), 1 at level -1
