@@ -186,15 +186,19 @@ def test_cli_trains_and_plans_with_the_papers_rnn_and_constant_weights(tmp_path,
     run = tmp_path / "rnn"
     common = ["--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu"]
     assert main(["train", *common, "--out", str(run), "--steps", "3", "--backbone", "rnn", "--z-dim", "16",
-                 "--network-size", "2", "--loss-weighting", "constant"]) == 0
+                 "--network-size", "2", "--loss-weighting", "constant", "--action-std", "2", "2"]) == 0
     model = json.loads(capsys.readouterr().out)["model"]
     assert (model["backbone"], model["z_dim"], model["network_size"], model["loss_weighting"]) == (
         "rnn", 16, 2, "constant")
+    assert model["action_std"] == [2.0, 2.0]
     from dforce_backbones import RecurrentDenoiser
     from dforce_plan.model import load_model
 
     net, spec = load_model(run)
     assert isinstance(net, RecurrentDenoiser) and spec.backbone == "rnn"
+    from dforce_plan.planner import Planner, PlannerConfig
+
+    assert Planner(net, spec, PlannerConfig()).normalizer.act_std == (2.0, 2.0)  # actions unnormalised as trained
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
                  "--mc-samples", "2", "--show", "1", "--latency-batch", "1", "--out", str(tmp_path / "ev"),
                  "--wandb", "off", "--quiet"]) == 0

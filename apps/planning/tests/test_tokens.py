@@ -45,6 +45,23 @@ def test_windows_match_pack_of_the_raw_walk(small_data):
     assert torch.allclose(norm.unnorm_act(ctx[4:6]), torch.zeros(2), atol=1e-6)
 
 
+def test_action_std_override_reaches_windows_and_round_trips(small_data):
+    spec = ModelSpec(n_tokens=3, frame_stack=10, d_model=16, n_layers=1, n_heads=2, action_std=[2, 4])
+    norm = spec.normalizer()
+    official = Normalizer.for_maze("umaze")
+    assert norm.act_std == (2.0, 4.0) and norm.obs_std == official.obs_std and norm.act_mean == official.act_mean
+    item = make_windows(small_data, spec)[100]
+    raw = torch.as_tensor(small_data["actions"][100], dtype=torch.float32)  # a_t of the window's first frame
+    want = (raw - torch.tensor(official.act_mean)) / torch.tensor([2.0, 4.0])
+    assert torch.allclose(item["tokens"][0, 4:6], want, atol=1e-6)
+    back = ModelSpec.from_dict(spec.to_dict())
+    assert back.action_std == [2.0, 4.0] and back.normalizer() == norm
+    assert ModelSpec().normalizer() == official
+    for bad in ([2.0], [2.0, 0.0], [2.0, float("nan")], [True, 2.0]):
+        with pytest.raises(ValueError, match="action_std must be two finite numbers"):
+            ModelSpec(action_std=bad)
+
+
 def test_flexible_horizon_padding_is_trained_at_full_noise(small_data):
     spec = ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2)
     windows = make_windows(small_data, spec)

@@ -126,7 +126,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--{next(iter(rnn)).replace('_', '-')} sets the recurrent model; add --backbone rnn")
     try:
         spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon,
-                         loss_weighting=args.loss_weighting, backbone=args.backbone, **rnn, **size)
+                         loss_weighting=args.loss_weighting, backbone=args.backbone, action_std=args.action_std,
+                         **rnn, **size)
     except ValueError as err:
         raise CliError(str(err)) from None
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
@@ -335,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loss-weighting", dest="loss_weighting", default="min_snr", choices=["min_snr", "constant"],
                     help="min_snr: min(snr, 5) (the authors' main: code, default); constant: 5 at every level "
                          "(the paper: branch, whose noisy levels then weigh as much as the clean ones)")
+    tr.add_argument("--action-std", dest="action_std", type=float, nargs=2, metavar=("AX", "AY"),
+                    help="divide actions by these instead of the official std (about 0.7); the authors' issue #2 "
+                         "trains with 2 2 (saved with the model, so eval needs no flag)")
     tr.add_argument("--steps", type=int, default=3000)
     tr.add_argument("--max-minutes", type=float, help="wall-clock budget: stop (with a checkpoint) after this long")
     tr.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],

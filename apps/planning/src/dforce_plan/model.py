@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,9 @@ class ModelSpec:
     network_size: int = 16  # rnn: MLP width / 32 and level-embedding width (paper yaml 32; "16 for medium/umaze")
     num_mlp_layers: int = 4  # rnn: ResBlock layers before and after the GRU (paper maze: 4)
     num_gru_layers: int = 1  # rnn (paper maze: 1)
+    # the std that divides actions (ax, ay); None = the official constants (about 0.7). The authors' issue #2 trains
+    # with [2, 2]: smaller normalised actions, so noise hides them sooner and the model reads them off the positions
+    action_std: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -78,6 +82,12 @@ class ModelSpec:
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         Normalizer.for_maze(self.maze)
+        if self.action_std is not None:
+            values = list(self.action_std)
+            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and math.isfinite(v) and v > 0 for v in values):
+                raise ValueError(f"action_std must be two finite numbers > 0 (ax, ay), got {self.action_std!r}")
+            self.action_std = [float(v) for v in values]
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "rnn" and self.kind != "df":
@@ -128,8 +138,11 @@ class ModelSpec:
             level_embed_dim=max(64, self.d_model)))
 
     def normalizer(self) -> Normalizer:
-        """The observation / action normalisation of this model's maze."""
-        return Normalizer.for_maze(self.maze)
+        """The observation / action normalisation of this model's maze (``action_std`` overrides the action std)."""
+        norm = Normalizer.for_maze(self.maze)
+        if self.action_std is not None:
+            norm = dataclasses.replace(norm, act_std=tuple(self.action_std))
+        return norm
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -150,8 +163,7 @@ def make_windows(dataset: dict[str, np.ndarray], spec: ModelSpec, seed: int = 0)
 
     cfg = WindowConfig(n_tokens=spec.n_tokens, frame_stack=spec.frame_stack, random_horizon=spec.random_horizon,
                        seed=seed)
-    key = spec.maze.removeprefix("multi-").removeprefix("eval-")
-    return Maze2dWindows(dataset, cfg, normalization=key)
+    return Maze2dWindows(dataset, cfg, normalization=dataclasses.asdict(spec.normalizer()))
 
 
 def collate(windows, indices: np.ndarray) -> dict[str, Tensor]:
