@@ -153,3 +153,34 @@ def test_maze_ceiling_contract(tmp_path, capsys):
     assert single["paper_df_as_raw_return"]["normalized"] == pytest.approx(100 * (116.7 - 23.85) / 138.01)
     bench.main(["--mazes", "umaze", "--episodes", "2", "--task", "single", "--out", str(tmp_path)])
     assert len(list(tmp_path.glob("run-*/ceiling.png"))) == 1  # the first picture is kept
+
+
+def test_plan_gpu_passes_the_df_recipe_to_df_commands_only(tmp_path):
+    bench_mod = _load("plan_gpu")
+    args = bench_mod.parse_args(["--out", str(tmp_path), "--mazes", "umaze", "--no-multi2d",
+                                 "--df-train-args", "--loss-weighting constant --action-std 2 2",
+                                 "--df-eval-args", "--guidance-form paper --guidance-scale 10"])
+    (tmp_path / "umaze.hdf5").write_bytes(b"")  # the data step is skipped when the file exists
+    bench = bench_mod.Bench(args)
+    calls = []
+
+    def fake_run(name, cmd, reserve=0.0):
+        calls.append((name, cmd))
+        if name.endswith("_export"):
+            return {}
+        if name.endswith("_train"):
+            return {"step": 1}
+        return {"dforce/maze2d-umaze-v1": {"score": 1.0, "score_sem": 0.1, "success_rate": 1.0, "steps_to_goal": 5,
+                                           "episodes": 1, "replan_ms_per_env": 1.0}}
+
+    bench.run = fake_run
+    bench_mod.pipeline(bench, "umaze")
+    by_name = {name: " ".join(cmd) for name, cmd in calls}
+    assert by_name["umaze_df_train"].endswith("--loss-weighting constant --action-std 2 2")
+    assert "--action-std" not in by_name["umaze_diffuser_train"]
+    for method in ("df_mcg", "df"):
+        assert by_name[f"umaze_{method}"].endswith("--guidance-form paper --guidance-scale 10")
+    assert "--guidance-form" not in by_name["umaze_diffuser"]
+    assert [row["method"] for row in bench.record["rows"]] == ["df_mcg", "df", "diffuser"]
+    with pytest.raises(SystemExit):
+        bench_mod.parse_args(["--df-eval-args", "--guidance-scale '10"])  # unbalanced quote: a usage error

@@ -20,6 +20,8 @@ finished; unfinished evaluations are listed as such. It only calls the ``dforce-
     python tools/bench/plan_gpu.py --out runs/plan_gpu                         # all mazes, 100k updates each
     python tools/bench/plan_gpu.py --mazes medium large --train-minutes 3.5 --deadline-minutes 8 --parallel
     python tools/bench/plan_gpu.py --smoke --out /tmp/plan_smoke               # minutes on a CPU
+    python tools/bench/plan_gpu.py --df-train-args "--loss-weighting constant --action-std 2 2" \
+        --df-eval-args "--guidance-form paper --guidance-scale 10"                  # the paper: branch's recipe
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -131,7 +134,8 @@ def pipeline(bench: Bench, maze: str) -> None:
             "train", "--data", str(data), "--maze", maze, "--kind", kind, "--out", str(run_dir), "--size", a.size,
             "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--warmup", str(a.warmup),
             "--ema", str(a.ema), "--ckpt-every", str(a.ckpt_every), "--precision", a.precision,
-            "--device", a.device, "--resume", "--quiet"] + budget + threads + (["--compile"] if a.compile else []))
+            "--device", a.device, "--resume", "--quiet"] + budget + threads + (["--compile"] if a.compile else [])
+            + (shlex.split(a.df_train_args) if kind == "df" else []))
         if fit is None:
             continue
         with bench.lock:
@@ -159,7 +163,8 @@ def pipeline(bench: Bench, maze: str) -> None:
                 "eval", "--ckpt", str(slim[kind]), "--method", method, "--maze", maze,
                 "--episodes", str(a.episodes), "--out", str(bench.out / "eval"), "--device", a.device, "--quiet",
                 "--wandb", "off"] + (["--multi"] if multi else []) + extra + threads
-                + (["--goal-distance", "geodesic"] if reward == "geodesic" else []))
+                + (["--goal-distance", "geodesic"] if reward == "geodesic" else [])
+                + (shlex.split(a.df_eval_args) if kind == "df" else []))
             with bench.lock:
                 if result is None:
                     bench.record["skipped"].append({"eval": tag, "why": "deadline or failure (see log.txt)"})
@@ -177,7 +182,8 @@ def pipeline(bench: Bench, maze: str) -> None:
             bench.save()
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``--smoke`` fills in its toy budgets)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/plan_gpu")
     p.add_argument("--export", help="also mirror table.json, log.txt (and pictures / weights if asked) here")
@@ -207,13 +213,29 @@ def main() -> int:
     p.add_argument("--device", choices=["cuda", "cpu", "auto"], help="default cuda (cpu with --smoke)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads of every command")
     p.add_argument("--smoke", action="store_true", help="tiny budgets on CPU, to check the script end to end")
-    args = p.parse_args()
+    p.add_argument("--df-train-args", default="", metavar="ARGS",
+                   help="extra 'dforce-plan train' flags for the DF model, one quoted string, e.g. the paper: "
+                        "branch's recipe \"--loss-weighting constant --action-std 2 2\"")
+    p.add_argument("--df-eval-args", default="", metavar="ARGS",
+                   help="extra 'dforce-plan eval' flags for the DF methods, e.g. \"--guidance-form paper "
+                        "--guidance-scale 10\"")
+    args = p.parse_args(argv)
+    for name in ("df_train_args", "df_eval_args"):
+        try:
+            shlex.split(getattr(args, name))
+        except ValueError as err:
+            p.error(f"--{name.replace('_', '-')}: {err}")
     if args.smoke:
         args.steps, args.batch_size, args.size, args.episodes = 20, 16, "tiny", 2
         args.device = args.device or "cpu"
         args.lr, args.warmup, args.precision, args.data_steps = 1e-3, 2, "fp32", args.data_steps or 20_000
         args.threads = args.threads or 1
     args.device = args.device or "cuda"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     bench = Bench(args)
     bench.log(f"system {bench.record['system']}")
     bench.save()
