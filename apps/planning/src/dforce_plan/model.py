@@ -73,7 +73,7 @@ class ModelSpec:
     num_mlp_layers: int = 4  # rnn: ResBlock layers before and after the GRU (paper maze: 4)
     num_gru_layers: int = 1  # rnn (paper maze: 1)
     # the std that divides actions (ax, ay); None = the official constants (about 0.7). The authors' issue #2 trains
-    # with [2, 2]: smaller normalised actions, so noise hides them sooner and the model reads them off the positions
+    # with [2, 2]: smaller normalised actions, hidden by noise sooner (the idea: the model derives them from positions)
     action_std: list[float] | None = None
 
     def __post_init__(self) -> None:
