@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dforce_plan.cli import main
-from dforce_plan.evaluate import EvalConfig, evaluate, goal_hold
+from dforce_plan.evaluate import EvalConfig, GoalSpeed, evaluate, goal_hold
 from dforce_plan.planner import Planner, PlannerConfig
 from dforce_train import array_fingerprint, read_jsonl
 
@@ -33,6 +33,10 @@ def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
     if_stay = np.array([301 - e["first_reach"] if e["success"] else 0 for e in episodes])
     assert summary["score_if_stay"] == pytest.approx(np.mean(100 * (if_stay - 23.85) / (161.86 - 23.85)))
     assert all((e["hold"] is None) != e["success"] for e in episodes)
+    if summary["success_rate"] > 0:
+        assert summary["goal_speed"] >= 0 and 0 <= summary["goal_slow_frac"] <= 1
+    else:
+        assert np.isnan(summary["goal_speed"])
     logged = read_jsonl(tmp_path / "metrics.jsonl")
     assert logged[0]["score"] == pytest.approx(summary["score"])
     assert logged[0]["latency_fast_ms"] > 0 and logged[0]["latency_reference_ms"] > 0
@@ -49,6 +53,20 @@ def test_goal_hold_counts_steps_after_the_first_arrival():
     assert hold[:2].tolist() == [1.0, 0.4] and np.isnan(hold[2])
     with pytest.raises(ValueError, match="first arrival"):
         goal_hold(np.array([9.0]), np.array([3]), 10)
+
+
+def test_goal_speed_averages_the_speeds_inside_the_goal():
+    gs = GoalSpeed()
+    assert np.isnan(gs.summary()["goal_speed"])  # never inside: no speed to report
+    obs = np.array([[1.0, 1.0, 3.0, 4.0], [0.0, 0.0, 0.3, 0.0], [2.0, 2.0, 9.0, 9.0]])
+    gs.add(obs, np.array([True, True, False]))  # speeds 5 and 0.3 inside; the third ball is outside
+    gs.add(obs[:1] * [1, 1, 0, 0.1], np.array([True]))  # speed 0.4
+    out = gs.summary()
+    assert out["goal_speed"] == pytest.approx((5.0 + 0.3 + 0.4) / 3)
+    assert out["goal_speed_median"] == pytest.approx(0.4)
+    assert out["goal_slow_frac"] == pytest.approx(2 / 3)  # 0.3 and 0.4 are below 0.5 units/s
+    with pytest.raises(ValueError, match="mask"):
+        gs.add(obs, np.array([True]))
 
 
 def test_multi2d_draws_a_goal_per_episode(tmp_path, make_model):

@@ -80,6 +80,30 @@ def goal_hold(returns: np.ndarray, first_reach: np.ndarray, horizon: int) -> tup
     return if_stay, hold
 
 
+class GoalSpeed:
+    """Speeds of the ball over the env steps that end inside the goal radius, summed over a batch of episodes."""
+
+    SLOW = 0.5  # world units/s: slower than this, the ball needs more than a second to cross the goal's radius
+
+    def __init__(self) -> None:
+        self.speeds: list[np.ndarray] = []
+
+    def add(self, obs: np.ndarray, inside: np.ndarray) -> None:
+        """Record the speeds |(vx, vy)| of observations (B, 4) whose ball is inside the goal (mask (B,))."""
+        obs, inside = np.asarray(obs), np.asarray(inside, dtype=bool)
+        if obs.ndim != 2 or obs.shape[1] != 4 or inside.shape != obs.shape[:1]:
+            raise ValueError(f"expected obs (B, 4) and a mask (B,), got {obs.shape} and {inside.shape}")
+        self.speeds.append(np.linalg.norm(obs[inside, 2:], axis=1))  # (inside,)
+
+    def summary(self) -> dict[str, float]:
+        """``goal_speed`` (mean), ``goal_speed_median`` and ``goal_slow_frac`` (share below SLOW); NaN when never inside."""
+        v = np.concatenate(self.speeds) if self.speeds else np.zeros(0)
+        if v.size == 0:
+            return {"goal_speed": float("nan"), "goal_speed_median": float("nan"), "goal_slow_frac": float("nan")}
+        return {"goal_speed": float(v.mean()), "goal_speed_median": float(np.median(v)),
+                "goal_slow_frac": float((v < self.SLOW).mean())}
+
+
 def measure_latency(planner: Planner, obs: np.ndarray, goals: np.ndarray, steps: int, repeats: int,
                     seed: int = 0) -> dict[str, Any]:
     """ms per replan of the planner as configured vs our reference path (unbatched MCG, no KV cache).
@@ -149,6 +173,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
     show = min(cfg.show, n)
     returns = np.zeros(n)
     first_reach = np.full(n, -1, dtype=np.int64)
+    goal_speed = GoalSpeed()
     paths = [[obs[i, :2].copy()] for i in range(show)]
     plan_paths: list[list[np.ndarray]] = [[] for _ in range(show)]
     replan_s: list[float] = []
@@ -164,6 +189,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         obs, rewards, _, _, info = venv.step(planner.act(plan, obs, t))
         returns += rewards
         first_reach[(first_reach < 0) & info["success"]] = t + 1
+        goal_speed.add(obs, info["success"])
         for i in range(show):
             paths[i].append(obs[i, :2].copy())
     wall = time.perf_counter() - t_start
@@ -186,6 +212,9 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         # score an agent that stayed would get (the authors' episode_reward_if_stay, normalized x 100)
         "goal_hold": float(np.nanmean(hold)) if success.any() else float("nan"),
         "score_if_stay": float(np.mean([100.0 * normalized_score(cfg.env_id, r) for r in if_stay])),
+        # the ball's speed (world units/s) on the steps it ends inside the goal, and how many of them are slow
+        # enough to stay (< 0.5 units/s): the walk data never stops, so a planner that imitates it passes through
+        **goal_speed.summary(),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),

@@ -21,7 +21,7 @@ _MODEL = ("maze", "kind", "frame_stack", "n_tokens", "d_model", "n_layers", "n_h
 _MODEL_DEFAULTS = {"backbone": "transformer", "z_dim": 128, "network_size": 16, "num_mlp_layers": 4,
                    "num_gru_layers": 1}
 # figures whose mean over the models is reported beside the score
-_MEANS = ("success_rate", "goal_hold", "score_if_stay", "steps_to_goal_all")
+_MEANS = ("success_rate", "goal_hold", "score_if_stay", "steps_to_goal_all", "goal_speed", "goal_slow_frac")
 
 
 def load_results(paths: list[str | Path]) -> list[tuple[str, dict[str, Any]]]:
