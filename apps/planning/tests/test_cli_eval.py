@@ -250,8 +250,16 @@ def test_cli_data_dwell_is_recorded_and_changes_the_walk(tmp_path, capsys):
         assert main(["data", "--steps", "4000", "--dwell", str(dwell), "--out", str(path), "--quiet"]) == 0
         info[dwell] = json.loads(capsys.readouterr().out)
     assert info[60]["goal_switches"] < info[0]["goal_switches"]
+    # the D4RL walk passes through its goals at speed; with --dwell it stops there
+    assert info[0]["at_goal_slow_frac"] < 0.05 < info[60]["at_goal_slow_frac"]
     with h5py.File(paths[60]) as f:
         assert int(f.attrs["dwell"]) == 60
+        obs, goal = f["observations"][:], f["infos/goal"][:]
+    speed = np.linalg.norm(obs[:, 2:], axis=1)
+    inside = np.linalg.norm(obs[:, :2] - goal, axis=1) <= 0.5
+    assert info[60]["speed_median"] == pytest.approx(np.median(speed), abs=1e-4)
+    assert info[60]["at_goal_frac"] == pytest.approx(inside.mean(), abs=1e-4)
+    assert info[60]["at_goal_slow_frac"] == pytest.approx((speed[inside] < 0.5).mean(), abs=1e-4)
 
 
 @pytest.mark.parametrize("argv, message", [
