@@ -38,18 +38,22 @@ def _summary(dataset: dict[str, Any], source: str) -> dict[str, Any]:
     """What ``data`` prints about a dataset: size, normalisation statistics, goal switches and speeds."""
     import numpy as np
 
+    from dforce_datasets.maze2d.env import GOAL_RADIUS
+
+    from .presets import SLOW_SPEED
+
     obs = dataset["observations"]
     speed = np.linalg.norm(obs[:, 2:], axis=1)  # (N,) world units/s
     out = {"source": source, "steps": int(len(obs)), "keys": sorted(dataset),
            "obs_mean": [round(float(v), 4) for v in obs.mean(0)], "obs_std": [round(float(v), 4) for v in obs.std(0)],
            "act_std": [round(float(v), 4) for v in dataset["actions"].std(0)],
            "goal_switches": int(dataset["timeouts"].sum()) if "timeouts" in dataset else None,
-           "speed_median": round(float(np.median(speed)), 4), "slow_frac": round(float((speed < 0.5).mean()), 4)}
+           "speed_median": round(float(np.median(speed)), 4), "slow_frac": round(float((speed < SLOW_SPEED).mean()), 4)}
     if "infos/goal" in dataset:  # how the walk behaves at its own waypoint goals: does it ever stop there?
-        inside = np.linalg.norm(obs[:, :2] - dataset["infos/goal"][:, :2], axis=1) <= 0.5  # (N,) D4RL's goal radius
+        inside = np.linalg.norm(obs[:, :2] - dataset["infos/goal"][:, :2], axis=1) <= GOAL_RADIUS  # (N,)
         out["at_goal_frac"] = round(float(inside.mean()), 4)
         out["at_goal_speed_median"] = round(float(np.median(speed[inside])), 4) if inside.any() else None
-        out["at_goal_slow_frac"] = round(float((speed[inside] < 0.5).mean()), 4) if inside.any() else None
+        out["at_goal_slow_frac"] = round(float((speed[inside] < SLOW_SPEED).mean()), 4) if inside.any() else None
     return out
 
 

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .planner import Planner
+from .presets import SLOW_SPEED
 
 PAPER_SCORES = {  # DF paper Table 1 ("Ours"), D4RL normalized x 100 (reference §6.1; scale caveat in §5.2)
     ("umaze", False): 116.7, ("medium", False): 149.4, ("large", False): 159.0,
@@ -83,7 +84,7 @@ def goal_hold(returns: np.ndarray, first_reach: np.ndarray, horizon: int) -> tup
 class GoalSpeed:
     """Speeds of the ball over the env steps that end inside the goal radius, summed over a batch of episodes."""
 
-    SLOW = 0.5  # world units/s: slower than this, the ball needs more than a second to cross the goal's radius
+    SLOW = SLOW_SPEED
 
     def __init__(self) -> None:
         self.speeds: list[np.ndarray] = []

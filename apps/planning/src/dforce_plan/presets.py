@@ -36,6 +36,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# world units/s: slower than this, the ball needs more than a second to cross the goal's radius ("slow" in the
+# speed figures of `eval` and `data`)
+SLOW_SPEED = 0.5
 MAZES = ("umaze", "medium", "large")
 EPISODE_STEPS = {"umaze": 300, "medium": 600, "large": 800}
 DF_TOKENS = {"umaze": 30, "medium": 60, "large": 80}  # plans of the whole episode (fs = 10)
