@@ -26,6 +26,11 @@ with the 20,000-update model (README, "presets tuned on held-out seeds"): ``df_m
 sixth and seventh sessions: 3.0 (of 0.3 / 1.0 / 2.0 / 3.0: 34.7 / 54.4 / 73.0 / 81.1; 2.0 and 3.0 lie within one
 standard error of each other, and larger scales were not tried).
 
+The scales are for the model's own actions. With ``--controller pd`` (PD on the planned positions, reported
+separately) pass ``--guidance-scale 3`` on umaze: the best of 0.3 / 1 / 3 / 6 for ``df_mcg`` on held-out seeds
+1000-1029 with a constant-weight 8,000-update model (44.2 / 61.0 / 116.8 / 110.2; README, "PD on the plans at
+guidance scale 3"); the presets keep 1.0 so that the quickstart's two controllers share one planner.
+
 The presets are for models trained on D4RL-like data. For umaze models trained on data with stops
 (``dforce-plan data --dwell 100``, not D4RL's) pass ``--guidance-scale 0.3 --stop-weight 0`` for ``df_mcg`` and
 ``df``: the best of 0.15 / 0.3 / 0.5 / 1.0 on held-out seeds 1000-1099 over three training seeds, where the umaze
