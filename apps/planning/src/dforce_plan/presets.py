@@ -31,7 +31,8 @@ separately) pass ``--guidance-scale 3`` on umaze: the best of 0.3 / 1 / 3 / 6 fo
 1000-1029 with a constant-weight 8,000-update model (44.2 / 61.0 / 116.8 / 110.2; README, "PD on the plans at
 guidance scale 3"); the presets keep 1.0 so that the quickstart's two controllers share one planner. On medium
 3 was also the better of 1 / 3 for ``df_mcg`` with PD (held-out seeds 1000-1029, a constant-weight 10,000-update
-model: 33.9 / 52.1; README, "medium: PD on the plans, constant-weight models").
+model: 33.9 / 52.1; README, "medium: PD on the plans, constant-weight models"). Large was evaluated with PD at 3
+without tuning (README, "large: PD on the plans, constant-weight models").
 
 The presets are for models trained on D4RL-like data. For umaze models trained on data with stops
 (``dforce-plan data --dwell 100``, not D4RL's) pass ``--guidance-scale 0.3 --stop-weight 0`` for ``df_mcg`` and
