@@ -127,6 +127,15 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
                  "--out", str(tmp_path / "paper"), "--wandb", "off", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
     assert summary["planner"]["guidance_form"] == "paper" and summary["planner"]["guidance_scale"] == 10.0
+    # --plans-only measures the first plans (the 3-token window: 30 steps) against the maze without acting, and
+    # refuses acting options
+    assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--plans-only",
+                 "--guidance-scale", "0", "--show", "1", "--out", str(tmp_path / "plans"), "--quiet"]) == 0
+    plans = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert plans["plan_steps"] == 30 and 0.0 <= plans["through_wall"] <= 1.0 and plans["checkpoint"]["step"] == 3
+    assert (tmp_path / "plans" / "plans_df_mcg_umaze.png").is_file()
+    assert main(["eval", "--ckpt", str(run), "--plans-only", "--controller", "pd", "--quiet"]) == 2
+    assert "--controller would be ignored: --plans-only" in capsys.readouterr().err
     # a second evaluation into the same --out keeps the first one's files
     first_png = (out / "df_mcg_umaze.png").read_bytes()
     assert main(["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",

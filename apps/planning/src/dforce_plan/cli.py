@@ -206,6 +206,10 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
         raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
+    if args.plans_only:
+        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every") if overrides[k] is not None]
+        if acting:
+            raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
     planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
     if planner.spec.maze != args.maze:
         raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
@@ -216,6 +220,11 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     for multi in ([False, True] if args.both else [args.multi]):
         cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
                          latency_batch=args.latency_batch, progress=not args.quiet)
+        if args.plans_only:
+            from .plan_quality import plan_quality
+
+            results[cfg.env_id] = {**plan_quality(planner, cfg, args.out), "checkpoint": provenance}
+            continue
         results[cfg.env_id] = evaluate(planner, cfg, args.out, wandb=args.wandb, checkpoint=provenance)
     return results
 
@@ -409,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")
+    ev.add_argument("--plans-only", action="store_true",
+                    help="do not step the env: sample each episode's first plan and measure it against the maze "
+                         "(through a wall, reaches the goal); guidance scale 0 tests the model's prior alone")
     ev.add_argument("--wandb", default="auto", choices=["auto", "off", "offline", "online"])
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--threads", type=int)
