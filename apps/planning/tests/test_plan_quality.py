@@ -51,6 +51,7 @@ def test_plan_metrics_by_hand():
     assert m["reaches_clean"].tolist() == [False, False]
     # the straight plan's steps k = 4 .. 14 have a checked point in the box x in (1.3, 2.3)
     assert m["wall_frac"][0] == pytest.approx(11 / 20) and m["wall_frac"][1] == 0.0
+    assert m["steps_clear"].tolist() == [4, 20]  # the whole plan when it never enters a wall
     assert m["end_dist"] == pytest.approx([0.0, 2.0]) and m["min_dist"] == pytest.approx([0.0, 2.0])
     # a plan that reaches the goal and only afterwards runs into a wall still reaches it cleanly
     late = np.concatenate([around, _line((2.81, 2.8), (2.81, 0.8), 10)[1:], _line((2.81, 0.8), (0.81, 0.8), 10)[1:]])

@@ -54,7 +54,8 @@ def plan_metrics(starts: np.ndarray, positions: np.ndarray, goals: np.ndarray, b
     reaches = inside.any(1)  # (B,)
     first = np.where(reaches, inside.argmax(1), positions.shape[1])  # (B,) first planned step in the goal
     crossed_before = np.array([walls[i, : first[i] + 1].any() for i in range(len(walls))])  # (B,)
-    out = {"through_wall": walls.any(1), "wall_frac": walls.mean(1), "reaches": reaches,
+    clear = np.where(walls.any(1), walls.argmax(1), walls.shape[1])  # (B,) planned steps before the first wall
+    out = {"through_wall": walls.any(1), "wall_frac": walls.mean(1), "steps_clear": clear, "reaches": reaches,
            "reaches_clean": reaches & ~crossed_before, "end_dist": dist[:, -1], "min_dist": dist.min(1)}
     if geodesic is not None:
         out["end_geodesic"] = np.array([float(geodesic(i, positions[i, -1])) for i in range(len(positions))])
