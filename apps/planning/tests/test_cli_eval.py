@@ -310,3 +310,34 @@ def test_cli_choices_mirror_the_planner():
     assert choices["controller"] == planner.CONTROLLERS
     assert choices["goal_distance"] == planner.GOAL_DISTANCES
     assert choices["guidance_form"] == planner.GUIDANCE_FORMS
+
+
+def test_goal_pd_is_pd_straight_at_the_goal(tmp_path, capsys):
+    from dforce_plan.planner import GoalPD
+
+    planner = GoalPD("umaze")
+    obs = np.array([[1.0, 1.0, 0.5, -0.5], [2.9, 2.9, 0.0, 0.0]])
+    goals = np.array([[1.05, 1.1], [0.9, 2.9]])
+    plan = planner.plan(obs, goals, 300)
+    assert plan.positions.tolist() == [[[1.05, 1.1]], [[0.9, 2.9]]] and not plan.velocities.any()
+    a = planner.act(plan, obs, 5)  # past the one-step plan: still the goal at rest
+    # 12.5 * (0.05, 0.1) + 1.2 * (-0.5, 0.5) = (0.025, 1.85) -> clipped; 12.5 * (-2, 0) -> (-1, 0)
+    assert a == pytest.approx(np.array([[0.025, 1.0], [-1.0, 0.0]]))
+    assert planner.needs_replan(plan, 10) and not planner.needs_replan(plan, 9)
+    summary = evaluate(planner, EvalConfig(maze="umaze", episodes=2, seed=0, show=1, progress=False), tmp_path,
+                       wandb="off")
+    assert summary["model"] is None and "latency" not in summary and summary["name"] == "goal_pd_umaze"
+    assert 0.0 <= summary["success_rate"] <= 1.0
+    # the CLI runs it without a checkpoint and refuses what it would ignore
+    assert main(["eval", "--method", "goal_pd", "--episodes", "2", "--show", "0", "--pd-gains", "10", "1",
+                 "--out", str(tmp_path / "cli"), "--wandb", "off", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert result["planner"]["pd_gains"] == [10.0, 1.0] and result["checkpoint"] is None
+    assert main(["eval", "--method", "goal_pd", "--guidance-scale", "1", "--quiet"]) == 2
+    assert "--guidance-scale would be ignored: --method goal_pd" in capsys.readouterr().err
+    assert main(["eval", "--method", "goal_pd", "--ckpt", str(tmp_path), "--quiet"]) == 2
+    assert "drop --ckpt" in capsys.readouterr().err
+    assert main(["eval", "--method", "df", "--quiet"]) == 2
+    assert "needs --ckpt" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs controller='pd'"):
+        PlannerConfig(method="goal_pd", controller="actions")

@@ -18,7 +18,7 @@ from typing import Any
 for _key, _value in (("MUJOCO_GL", "egl"), ("PYGLET_HEADLESS", "1")):
     os.environ.setdefault(_key, _value)
 
-METHODS = ("df_mcg", "df", "diffuser")
+METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 
 
 class CliError(Exception):
@@ -189,16 +189,25 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     from .evaluate import EvalConfig, evaluate
 
     _threads(args.threads)
-    if not Path(args.ckpt).exists():
+    goal_pd = args.method == "goal_pd"
+    if goal_pd and args.ckpt is not None:
+        raise CliError("--method goal_pd uses no model (PD straight at the goal); drop --ckpt")
+    if not goal_pd and args.ckpt is None:
+        raise CliError(f"--method {args.method} needs --ckpt (a checkpoint from `dforce-plan train`)")
+    if not goal_pd and not Path(args.ckpt).exists():
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
-    unused = {"diffuser": ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance",
-                           "wall_cost", "mc_samples", "horizon", "guidance_form"),
-              "df": ("mc_samples",)}.get(args.method, ())
+    planning = ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "wall_cost",
+                "mc_samples", "horizon", "guidance_form")
+    unused = {"diffuser": planning, "df": ("mc_samples",),
+              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller")}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
+    if goal_pd and args.plans_only:
+        given.append("--plans-only")
     if given:
-        why = ("plans by inpainting the start and goal over its fixed window, without guidance"
-               if args.method == "diffuser" else "is DF with a single sample; use --method df_mcg for more")
+        why = {"diffuser": "plans by inpainting the start and goal over its fixed window, without guidance",
+               "df": "is DF with a single sample; use --method df_mcg for more",
+               "goal_pd": "aims a PD controller straight at the goal, without a model"}[args.method]
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
     from .presets import planner_preset
 
@@ -210,16 +219,25 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every") if overrides[k] is not None]
         if acting:
             raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
-    planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
-    if planner.spec.maze != args.maze:
-        raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; pass --maze {planner.spec.maze}")
-    from .model import checkpoint_provenance
+    if goal_pd:
+        from .planner import GoalPD, PlannerConfig
 
-    provenance = checkpoint_provenance(args.ckpt)
+        settings = planner_preset("goal_pd", args.maze)
+        if args.pd_gains:
+            settings["pd_gains"] = tuple(args.pd_gains)
+        planner, provenance = GoalPD(args.maze, PlannerConfig(method="goal_pd", **settings)), None
+    else:
+        planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
+        if planner.spec.maze != args.maze:
+            raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; "
+                           f"pass --maze {planner.spec.maze}")
+        from .model import checkpoint_provenance
+
+        provenance = checkpoint_provenance(args.ckpt)
     results = {}
     for multi in ([False, True] if args.both else [args.multi]):
         cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
-                         latency_batch=args.latency_batch, progress=not args.quiet)
+                         latency_batch=0 if goal_pd else args.latency_batch, progress=not args.quiet)
         if args.plans_only:
             from .plan_quality import plan_quality
 
@@ -386,8 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true")
 
     ev = sub.add_parser("eval", help="evaluate a planner on seeded episodes")
-    ev.add_argument("--ckpt", required=True, help="checkpoint directory or training run directory")
-    ev.add_argument("--method", default="df_mcg", choices=METHODS)
+    ev.add_argument("--ckpt", help="checkpoint directory or training run directory (all methods but goal_pd)")
+    ev.add_argument("--method", default="df_mcg", choices=METHODS,
+                    help="df_mcg, df (w/o MCG), diffuser (inpainting baseline) or goal_pd (no model: PD straight at "
+                         "the goal, the control for PD on the plans)")
     ev.add_argument("--maze", default="umaze", choices=["umaze", "medium", "large"])
     ev.add_argument("--multi", action="store_true", help="Multi2D: a random goal per episode")
     ev.add_argument("--both", action="store_true", help="single-task and Multi2D")

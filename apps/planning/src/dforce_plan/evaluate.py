@@ -218,10 +218,10 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         **goal_speed.summary(),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
-        "planner": planner.config.to_dict(), "model": planner.spec.to_dict(),
+        "planner": planner.config.to_dict(), "model": None if planner.spec is None else planner.spec.to_dict(),
         "checkpoint": checkpoint, "machine": numerics_fingerprint(),
     }
-    if cfg.latency_batch > 0:
+    if cfg.latency_batch > 0 and planner.model is not None:
         k = min(cfg.latency_batch, n)
         obs0, _ = VectorMaze2d(task.maze, k, multi_goal=cfg.multi).reset(seed=cfg.seed)
         summary["latency"] = measure_latency(planner, obs0, goals[:k], horizon, cfg.latency_repeats, cfg.seed)
@@ -229,7 +229,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        pd = "_pd" if planner.config.controller == "pd" and planner.config.method != "diffuser" else ""
+        pd = "_pd" if planner.config.controller == "pd" and planner.config.method not in ("diffuser", "goal_pd") else ""
         name = _free_name(out, tag or f"{planner.config.method}{pd}_{'multi-' if cfg.multi else ''}{cfg.maze}")
         summary["name"] = name
         with (out / f"{name}_episodes.jsonl").open("w", encoding="utf-8") as f:

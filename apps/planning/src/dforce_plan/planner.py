@@ -8,6 +8,8 @@
 * ``diffuser``: a non-causal model trained with full-sequence levels plans a fixed horizon once, with the
   start (context token) and the goal (position, zero velocity, last frame) inpainted, and a PD controller
   follows the plan (Diffuser's maze2d protocol).
+* ``goal_pd`` (``GoalPD``): no model; the PD controller aims straight at the goal (zero velocity). The control
+  for every "PD on the plans" row: a plan only helps where it beats this.
 
 The reward (reference §3.2) is minus the summed xy distance of every planned frame inside the horizon to
 the goal, in world units, so any step can be the final one.
@@ -39,7 +41,7 @@ from .model import ModelSpec
 from .presets import EPISODE_STEPS
 from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
-METHODS = ("df_mcg", "df", "diffuser")
+METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
 # how a frame's goal distance enters the reward: d, 2 tanh(d / 2), or the shortest path through the maze (not paper)
@@ -80,6 +82,8 @@ class PlannerConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller must be one of {CONTROLLERS}, got {self.controller!r}")
+        if self.method == "goal_pd" and self.controller != "pd":
+            raise ValueError("method 'goal_pd' is the PD controller aimed at the goal; it needs controller='pd'")
         if not float(self.guidance_scale) >= 0.0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
         if not float(self.stop_weight) >= 0.0:
@@ -391,3 +395,40 @@ class Planner:
         if every is None:
             return False
         return t - plan.t0 >= every or (self.config.controller == "actions" and t - plan.t0 >= plan.length)
+
+
+class GoalPD(Planner):
+    """No model: the "plan" is the goal itself (position, zero velocity), so ``act`` is PD straight at the goal."""
+
+    def __init__(self, maze: str, config: PlannerConfig | None = None) -> None:
+        config = config or PlannerConfig(method="goal_pd", controller="pd", guidance_scale=0.0, mc_samples=1)
+        if config.method != "goal_pd":
+            raise ValueError(f"GoalPD needs method 'goal_pd', got {config.method!r}")
+        if maze.removeprefix("multi-").removeprefix("eval-") not in EPISODE_STEPS:
+            raise ValueError(f"unknown maze {maze!r}; choose one of {sorted(EPISODE_STEPS)}")
+        self.model = None
+        self.spec = None
+        self.config = config
+        self.maze = maze
+
+    @property
+    def episode_steps(self) -> int:
+        """The episode length of the maze."""
+        return EPISODE_STEPS[self.maze.removeprefix("multi-").removeprefix("eval-")]
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def horizon_steps(self, steps_left: int) -> int:
+        """One step: the goal, held for the rest of the episode."""
+        return 1
+
+    def plan(self, obs: np.ndarray, goals: np.ndarray, steps_left: int, t0: int = 0,
+             generator: torch.Generator | None = None) -> Plan:
+        """The goal as a one-step plan for observations (B, 4) and goals (B, 2)."""
+        obs, goals = np.asarray(obs, dtype=np.float64), np.asarray(goals, dtype=np.float64)
+        if obs.ndim != 2 or obs.shape[1] != OBS_DIM or goals.shape != (obs.shape[0], 2):
+            raise ValueError(f"plan expects obs (B, 4) and goals (B, 2), got {obs.shape}, {goals.shape}")
+        zeros = np.zeros_like(goals)[:, None]  # (B, 1, 2)
+        return Plan(positions=goals[:, None].copy(), velocities=zeros, actions=zeros.copy(), t0=t0)

@@ -75,6 +75,7 @@ PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                "guidance_scale": 0.0, "controller": "pd"}
         for maze in MAZES
     },
+    "goal_pd": {maze: {"mc_samples": 1, "guidance_scale": 0.0, "controller": "pd"} for maze in MAZES},  # no model
 }
 
 
