@@ -53,7 +53,7 @@ def plan_metrics(starts: np.ndarray, positions: np.ndarray, goals: np.ndarray, b
     inside = dist <= goal_radius  # (B, L)
     reaches = inside.any(1)  # (B,)
     first = np.where(reaches, inside.argmax(1), positions.shape[1])  # (B,) first planned step in the goal
-    crossed_before = np.array([walls[i, : first[i] + 1].any() for i in range(len(walls))])  # (B,)
+    crossed_before = (walls & (np.arange(walls.shape[1]) <= first[:, None])).any(1)  # (B,) a wall by then
     clear = np.where(walls.any(1), walls.argmax(1), walls.shape[1])  # (B,) planned steps before the first wall
     out = {"through_wall": walls.any(1), "wall_frac": walls.mean(1), "steps_clear": clear, "reaches": reaches,
            "reaches_clean": reaches & ~crossed_before, "end_dist": dist[:, -1], "min_dist": dist.min(1)}
