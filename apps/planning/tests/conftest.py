@@ -24,10 +24,11 @@ def small_data():
     return to_d4rl(generate(GenerateConfig("umaze", steps=6000, seed=0, noisy=True)))
 
 
-def random_model(kind="df", n_tokens=4, seed=0, backbone="transformer"):
+def random_model(kind="df", n_tokens=4, seed=0, backbone="transformer", channels="full"):
     """A tiny planning model with random (not adaLN-zero) weights, so its output depends on its input."""
     rnn = dict(z_dim=16, network_size=2, num_mlp_layers=2) if backbone == "rnn" else {}
-    spec = ModelSpec(kind=kind, n_tokens=n_tokens, d_model=16, n_layers=2, n_heads=2, backbone=backbone, **rnn)
+    spec = ModelSpec(kind=kind, n_tokens=n_tokens, d_model=16, n_layers=2, n_heads=2, backbone=backbone,
+                     channels=channels, **rnn)
     model = spec.build()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -237,6 +237,28 @@ def test_cli_trains_and_plans_with_the_papers_rnn_and_constant_weights(tmp_path,
     assert "only be a Diffusion Forcing model" in capsys.readouterr().err
 
 
+def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path, capsys):
+    data = tmp_path / "u.hdf5"
+    assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    capsys.readouterr()
+    run = tmp_path / "pos"
+    assert main(["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
+                 "--out", str(run), "--steps", "3", "--size", "tiny", "--channels", "pos"]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert model["channels"] == "pos"
+    common = ["eval", "--ckpt", str(run), "--episodes", "2", "--sampling-steps", "1", "--replan-every", "100",
+              "--mc-samples", "2", "--show", "1", "--latency-batch", "0", "--wandb", "off", "--quiet"]
+    # no --controller and the umaze preset's stop term: the model has neither actions nor velocities, so PD, no stop
+    assert main([*common, "--out", str(tmp_path / "ev")]) == 0
+    result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert result["planner"]["controller"] == "pd" and result["planner"]["stop_weight"] == 0.0
+    assert result["model"]["channels"] == "pos" and result["episodes"] == 2
+    assert main([*common, "--out", str(tmp_path / "ev2"), "--controller", "actions"]) == 2
+    assert "--controller pd" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "ev3"), "--stop-weight", "1"]) == 2
+    assert "--stop-weight 0" in capsys.readouterr().err
+
+
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     shards = tmp_path / "shards"
     assert main(["data", "--steps", "2500", "--seed", "3", "--out", str(shards), "--quiet"]) == 0

@@ -269,3 +269,31 @@ def test_diffuser_baseline_inpaints_start_and_goal(make_model):
     assert not planner.needs_replan(plan, 200)
     with pytest.raises(ValueError, match="Diffusion Forcing model"):
         Planner(model, spec, PlannerConfig(method="df_mcg"))
+
+
+def test_position_only_model_plans_positions_and_pd_follows_them(make_model):
+    """channels 'pos': the plan holds positions; the PD's velocity reference is the planned step (main: controller)."""
+    model, spec = make_model(channels="pos")
+    planner = Planner(model, spec, PlannerConfig(controller="pd", mc_samples=2, guidance_scale=0.3, sampling_steps=3,
+                                                 pd_gains=(2.0, 0.5)))
+    plan = planner.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
+    norm = spec.normalizer()
+    ctx = context_token(norm.norm_obs(torch.tensor(OBS, dtype=torch.float32)), 10, norm, "pos")
+    assert plan.tokens.shape == (3, 4, 20) and torch.equal(plan.tokens[:, :1], ctx)
+    want_pos = norm.unnorm_pos(plan.tokens[:, 1:].reshape(3, 30, 2)).numpy()
+    assert np.allclose(plan.positions, want_pos, atol=1e-5)
+    steps = np.diff(np.concatenate([OBS[:, None, :2], plan.positions], axis=1), axis=1)  # p_k - p_{k-1}
+    assert np.allclose(plan.velocities, steps, atol=1e-5) and not plan.actions.any()
+    want = np.clip(2.0 * (plan.positions[:, 3] - OBS[:, :2]) + 0.5 * (steps[:, 3] - OBS[:, 2:]), -1, 1)
+    assert np.allclose(planner.act(plan, OBS, 3), want)
+    # the reward reads the planned positions as in a full-channel model
+    x = torch.randn(2, 3, 20)
+    goals = torch.tensor([[1.0, 1.0], [2.0, 3.0]])
+    reward = GoalReward(goals, norm, 10, steps=15, channels="pos")(x)
+    pos = norm.unnorm_pos(x[:, 1:].reshape(2, 20, 2)[:, :15])
+    assert torch.allclose(reward, -(pos - goals[:, None]).norm(dim=-1).sum(-1), atol=1e-5)
+    # what a position-only model cannot do is refused with what to do instead
+    with pytest.raises(ValueError, match="--controller pd"):
+        Planner(model, spec, PlannerConfig(controller="actions"))
+    with pytest.raises(ValueError, match="--stop-weight 0"):
+        Planner(model, spec, PlannerConfig(controller="pd", stop_weight=1.0))

@@ -4,7 +4,16 @@ import torch
 
 from dforce_core import DiffusionLoss
 from dforce_plan.model import ModelSpec, PlanningLoss, collate, make_windows
-from dforce_plan.tokens import Normalizer, context_token, n_plan_tokens, pack, unpack
+from dforce_plan.tokens import (
+    Normalizer,
+    context_token,
+    frame_dim,
+    n_plan_tokens,
+    pack,
+    select_channels,
+    unpack,
+    with_context,
+)
 
 
 def test_pack_unpack_round_trip_and_layout():
@@ -110,3 +119,41 @@ def test_loss_weighting_constant_weighs_every_level_like_the_clean_ones(small_da
     assert torch.allclose(w_snr[valid], snr.clamp(max=5.0).to(w_snr.dtype), rtol=1e-5)
     with pytest.raises(ValueError, match="loss_weighting must be one of"):
         ModelSpec(loss_weighting="fused_snr")
+
+
+def test_position_only_channels_keep_x_y_of_every_frame(small_data):
+    """channels 'pos' (the main: README's v1.5 recipe): frame j of token i is (x, y) of o at channels [2j, 2j + 2)."""
+    g = torch.Generator().manual_seed(0)
+    obs, act = torch.randn(3, 40, 4, generator=g), torch.randn(3, 40, 2, generator=g)
+    pos = select_channels(pack(obs, act, 10), 10, "pos")
+    assert pos.shape == (3, 4, 20) and frame_dim("pos") == 2 and frame_dim("full") == 6
+    assert torch.equal(pos[1, 2, 6:8], obs[1, 23, :2])
+    back, none = unpack(pos, 10, "pos")
+    assert none is None and torch.equal(back, obs[..., :2])
+    with pytest.raises(ValueError, match="unpack expects 'pos' tokens"):
+        unpack(pack(obs, act, 10), 10, "pos")
+    with pytest.raises(ValueError, match="channels must be one of"):
+        frame_dim("xy")
+    norm = Normalizer.for_maze("umaze")
+    ctx = context_token(obs[:, 0], 10, norm, "pos")
+    assert ctx.shape == (3, 1, 20) and torch.equal(ctx[0, 0, 18:20], obs[0, 0, :2])
+    assert torch.equal(with_context(obs[:, 0], pack(obs, act, 10), 10, norm, "pos"), torch.cat([ctx, pos], dim=1))
+    # the training sequences of a position-only model: the walk's positions, nothing else
+    spec = ModelSpec(n_tokens=3, d_model=16, n_layers=1, n_heads=2, channels="pos")
+    assert spec.token_dim == 20 and spec.build()(torch.zeros(1, 4, 20), torch.zeros(1, 4, dtype=torch.long)).shape \
+        == (1, 4, 20)
+    x0, _ = PlanningLoss(spec).sequences(collate(make_windows(small_data, spec), np.array([100])))
+    walk = torch.as_tensor(small_data["observations"][100:131, :2], dtype=torch.float32)  # o_100 .. o_130
+    want = Normalizer.for_maze("umaze").norm_pos(walk)  # (31, 2)
+    assert x0.shape == (1, 4, 20)
+    assert torch.allclose(x0[0, 0].reshape(10, 2), want[:1].expand(10, 2), atol=1e-5)  # context: o_100 repeated
+    assert torch.allclose(x0[0, 1:].reshape(30, 2), want[1:], atol=1e-5)
+    # saved with the model; checkpoints written before the field load as full-channel models
+    assert ModelSpec.from_dict(spec.to_dict()).channels == "pos"
+    old = spec.to_dict()
+    del old["channels"]
+    assert ModelSpec.from_dict(old).channels == "full"
+    with pytest.raises(ValueError, match="channels must be one of"):
+        ModelSpec(channels="xy")
+    with pytest.raises(ValueError, match="needs channels 'full'"):
+        ModelSpec(kind="diffuser", channels="pos")

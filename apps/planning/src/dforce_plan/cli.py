@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     try:
         spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon,
                          loss_weighting=args.loss_weighting, backbone=args.backbone, action_std=args.action_std,
-                         **rnn, **size)
+                         channels=args.channels, **rnn, **size)
     except ValueError as err:
         raise CliError(str(err)) from None
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
@@ -172,6 +172,8 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     model, spec = load_model(ckpt)
     model.to(device)
     settings = planner_preset(method, maze)
+    if spec.channels == "pos":  # no actions, no velocities: the PD controller follows the plans, no stop term
+        settings.update(controller="pd", stop_weight=0.0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return Planner(model, spec, PlannerConfig(method=method, **settings))
 
@@ -378,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--loss-weighting", dest="loss_weighting", default="min_snr", choices=["min_snr", "constant"],
                     help="min_snr: min(snr, 5) (the authors' main: code, default); constant: 5 at every level "
                          "(the paper: branch, whose noisy levels then weigh as much as the clean ones)")
+    tr.add_argument("--channels", choices=("full", "pos"), default="full",
+                    help="what a planned frame holds: full = position, velocity and action (the paper's diffused "
+                         "actions, default); pos = position only (the main: README's v1.5 recipe; eval with "
+                         "--controller pd)")
     tr.add_argument("--action-std", dest="action_std", type=float, nargs=2, metavar=("AX", "AY"),
                     help="divide actions by these instead of the official std (about 0.7); the authors' issue #2 "
                          "trains with 2 2 (saved with the model, so eval needs no flag)")

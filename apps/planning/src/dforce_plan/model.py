@@ -40,7 +40,7 @@ from dforce_train import (
     resolve_checkpoint,
 )
 
-from .tokens import FRAME_DIM, Normalizer, with_context
+from .tokens import CHANNELS, Normalizer, frame_dim, with_context
 
 KINDS = ("df", "diffuser")
 # min_snr: min(snr, 5) for pred_x0 (the authors' main: v1.5 code, our default); constant: one weight for every level,
@@ -75,6 +75,9 @@ class ModelSpec:
     # the std that divides actions (ax, ay); None = the official constants (about 0.7). The authors' issue #2 trains
     # with [2, 2]: smaller normalised actions, hidden by noise sooner (the idea: the model derives them from positions)
     action_std: list[float] | None = None
+    # what a frame holds: "full" = [o_{t+1}, a_t] (the paper's diffused actions); "pos" = (x, y) only (the main:
+    # README's v1.5 recipe: no velocities, no actions; a PD controller follows the plan)
+    channels: str = "full"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -88,6 +91,11 @@ class ModelSpec:
                                             and math.isfinite(v) and v > 0 for v in values):
                 raise ValueError(f"action_std must be two finite numbers > 0 (ax, ay), got {self.action_std!r}")
             self.action_std = [float(v) for v in values]
+        if self.channels not in CHANNELS:
+            raise ValueError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
+        if self.channels == "pos" and self.kind != "df":
+            raise ValueError("channels 'pos' is for the Diffusion Forcing planner (--kind df); the Diffuser-style "
+                             "baseline inpaints a goal state (position and velocity) and needs channels 'full'")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "rnn" and self.kind != "df":
@@ -106,8 +114,8 @@ class ModelSpec:
 
     @property
     def token_dim(self) -> int:
-        """Features of one token: frame_stack * (4 + 2)."""
-        return self.frame_stack * FRAME_DIM
+        """Features of one token: frame_stack * (4 + 2), or frame_stack * 2 with position-only channels."""
+        return self.frame_stack * frame_dim(self.channels)
 
     @property
     def window(self) -> int:
@@ -192,7 +200,8 @@ class PlanningLoss:
 
     def sequences(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(x0 (B, 1+T, D), valid (B, 1+T)): the context token prepended, the context always valid."""
-        x0 = with_context(batch["start"], batch["tokens"], self.spec.frame_stack, self.normalizer)
+        x0 = with_context(batch["start"], batch["tokens"], self.spec.frame_stack, self.normalizer,
+                          self.spec.channels)  # (B, 1+T, D)
         valid = torch.cat([torch.ones_like(batch["valid"][:, :1]), batch["valid"]], dim=1)
         return x0, valid
 

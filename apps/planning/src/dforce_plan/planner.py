@@ -148,7 +148,12 @@ class GoalReward:
                  stop_weight: float = 0.0, distance: str = "linear", stop_radius: float = 1.0,
                  stop_where: str = "near", fields: Tensor | None = None,
                  field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0,
-                 weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True) -> None:
+                 weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True,
+                 channels: str = "full") -> None:
+        if channels == "pos" and stop_weight:
+            raise ValueError("the stop term charges planned speed, and a position-only model plans no velocities: "
+                             "use stop_weight 0 (--stop-weight 0) with channels 'pos'")
+        self.channels = channels
         if weighting not in REWARD_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {REWARD_WEIGHTINGS}, got {weighting!r}")
         if (weighting == "paper") != (episode_steps is not None):
@@ -175,7 +180,7 @@ class GoalReward:
         self.steps = steps
 
     def __call__(self, x: Tensor) -> Tensor:
-        obs, _ = unpack(x[:, 1:], self.frame_stack)  # (N, H*fs, 4) normalised
+        obs, _ = unpack(x[:, 1:], self.frame_stack, self.channels)  # (N, H*fs, 4) normalised ((N, H*fs, 2): pos)
         pos = self.normalizer.unnorm_pos(obs[..., :2])  # (N, H*fs, 2) world
         goals = self.goals.to(pos.dtype)
         if pos.shape[0] != goals.shape[0]:
@@ -257,11 +262,16 @@ class _Inpainted:
 
 @dataclass
 class Plan:
-    """One plan for B envs, world units: positions/velocities o_{t+1..} and actions a_t, made at env step t0."""
+    """One plan for B envs, world units: positions/velocities o_{t+1..} and actions a_t, made at env step t0.
+
+    A position-only model (channels 'pos') plans no velocities and no actions: ``velocities`` then holds the
+    planned step p_{k} - p_{k-1} per env step (p_{-1} = the observed position), which the ``main:`` controller's
+    ``1.2 (dp_plan - v)`` term uses (reference §5.2), and ``actions`` is zero.
+    """
 
     positions: np.ndarray  # (B, L, 2)
-    velocities: np.ndarray  # (B, L, 2)
-    actions: np.ndarray  # (B, L, 2), not clipped
+    velocities: np.ndarray  # (B, L, 2) (channels 'pos': planned steps, world units per env step)
+    actions: np.ndarray  # (B, L, 2), not clipped (channels 'pos': zeros)
     t0: int
     seconds: float = 0.0
     tokens: Tensor | None = field(default=None, repr=False)  # (B, 1 + H, D) normalised, context first
@@ -282,6 +292,12 @@ class Planner:
             raise ValueError(f"method {config.method!r} needs a Diffusion Forcing model (--kind df), got {spec.kind!r}")
         if config.method == "diffuser" and spec.objective != "pred_x0":
             raise ValueError("the inpainting baseline needs a pred_x0 model")
+        if spec.channels == "pos" and config.controller != "pd":
+            raise ValueError("this model plans positions only (channels 'pos'): it has no actions to execute; "
+                             "follow its plans with the PD controller (--controller pd)")
+        if spec.channels == "pos" and config.stop_weight:
+            raise ValueError("this model plans positions only (channels 'pos'): the stop term needs planned "
+                             "velocities; pass --stop-weight 0")
         self.model = model
         self.spec = spec
         self.config = config
@@ -323,7 +339,7 @@ class Planner:
                             c.stop_radius, c.stop_where, fields=fields, field_grid=grid, wall_cost=c.wall_cost,
                             weighting="paper" if paper else "horizon",
                             episode_steps=self.episode_steps if paper else None,
-                            reaches_end=steps_left is None or steps >= steps_left)
+                            reaches_end=steps_left is None or steps >= steps_left, channels=self.spec.channels)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc, form=c.guidance_form)
@@ -350,7 +366,7 @@ class Planner:
         if obs_t.dim() != 2 or obs_t.shape[1] != OBS_DIM or goals_t.shape != (obs_t.shape[0], 2):
             raise ValueError(f"plan expects obs (B, 4) and goals (B, 2), got {tuple(obs_t.shape)}, {tuple(goals_t.shape)}")
         fs = self.spec.frame_stack
-        ctx = context_token(self.normalizer.norm_obs(obs_t), fs, self.normalizer)  # (B, 1, D)
+        ctx = context_token(self.normalizer.norm_obs(obs_t), fs, self.normalizer, self.spec.channels)  # (B, 1, D)
         steps = self.horizon_steps(steps_left)
         h = n_plan_tokens(steps, fs)
         start = time.perf_counter()
@@ -365,11 +381,17 @@ class Planner:
                        uncertainty_scale=self.config.uncertainty_scale, guidance=self.guidance(goals_t, steps, steps_left),
                        use_cache=self.config.use_cache, generator=generator)
         seconds = time.perf_counter() - start
-        obs_n, act_n = unpack(x[:, 1:].detach(), fs)  # (B, h*fs, 4), (B, h*fs, 2)
-        world = self.normalizer.unnorm_obs(obs_n)
-        return Plan(positions=world[..., :2].cpu().numpy().astype(np.float64),
-                    velocities=world[..., 2:].cpu().numpy().astype(np.float64),
-                    actions=self.normalizer.unnorm_act(act_n).cpu().numpy().astype(np.float64),
+        obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
+        if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)
+            pos = self.normalizer.unnorm_pos(obs_n)  # (B, h*fs, 2) world
+            vel = pos - torch.cat([obs_t[:, None, :2], pos[:, :-1]], dim=1)  # (B, h*fs, 2) world units per step
+            act = torch.zeros_like(pos)  # (B, h*fs, 2): no planned actions
+        else:
+            world = self.normalizer.unnorm_obs(obs_n)  # (B, h*fs, 4)
+            pos, vel, act = world[..., :2], world[..., 2:], self.normalizer.unnorm_act(act_n)
+        return Plan(positions=pos.cpu().numpy().astype(np.float64),
+                    velocities=vel.cpu().numpy().astype(np.float64),
+                    actions=act.cpu().numpy().astype(np.float64),
                     t0=t0, seconds=seconds, tokens=x.detach())
 
     def act(self, plan: Plan, obs: np.ndarray, t: int) -> np.ndarray:

@@ -16,10 +16,10 @@ from typing import Any
 # what must agree between the runs that form one row: the same task, method and evaluation protocol
 _PROTOCOL = ("method", "controller", "episodes", "seed")
 _MODEL = ("maze", "kind", "frame_stack", "n_tokens", "d_model", "n_layers", "n_heads", "objective", "loss_weighting",
-          "backbone", "z_dim", "network_size", "num_mlp_layers", "num_gru_layers")
+          "backbone", "z_dim", "network_size", "num_mlp_layers", "num_gru_layers", "channels")
 # model fields added later: a file written before them had the default (its models were transformers)
 _MODEL_DEFAULTS = {"backbone": "transformer", "z_dim": 128, "network_size": 16, "num_mlp_layers": 4,
-                   "num_gru_layers": 1}
+                   "num_gru_layers": 1, "channels": "full"}
 # figures whose mean over the models is reported beside the score
 _MEANS = ("success_rate", "goal_hold", "score_if_stay", "steps_to_goal_all", "goal_speed", "goal_slow_frac")
 
