@@ -257,6 +257,15 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert "--controller pd" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "ev3"), "--stop-weight", "1"]) == 2
     assert "--stop-weight 0" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "ev4"), "--pos-velocity", "finite"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["pos_velocity"] == "finite"
+    full = tmp_path / "full"
+    assert main(["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
+                 "--out", str(full), "--steps", "1", "--size", "tiny"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--ckpt", str(full), "--controller", "pd", "--pos-velocity", "step",
+                 "--out", str(tmp_path / "ev5")]) == 2
+    assert "this model plans its velocities" in capsys.readouterr().err
 
 
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):

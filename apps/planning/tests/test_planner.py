@@ -292,6 +292,13 @@ def test_position_only_model_plans_positions_and_pd_follows_them(make_model):
     reward = GoalReward(goals, norm, 10, steps=15, channels="pos")(x)
     pos = norm.unnorm_pos(x[:, 1:].reshape(2, 20, 2)[:, :15])
     assert torch.allclose(reward, -(pos - goals[:, None]).norm(dim=-1).sum(-1), atol=1e-5)
+    # pos_velocity="finite": the velocity the plan implies, the same steps over the env's time step (0.01 s)
+    finite = Planner(model, spec, PlannerConfig(controller="pd", mc_samples=2, guidance_scale=0.3, sampling_steps=3,
+                                                pos_velocity="finite"))
+    again = finite.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
+    assert np.allclose(again.positions, plan.positions) and np.allclose(again.velocities, steps / 0.01, atol=1e-3)
+    with pytest.raises(ValueError, match="pos_velocity must be one of"):
+        PlannerConfig(pos_velocity="dt")
     # what a position-only model cannot do is refused with what to do instead
     with pytest.raises(ValueError, match="--controller pd"):
         Planner(model, spec, PlannerConfig(controller="actions"))

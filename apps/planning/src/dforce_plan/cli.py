@@ -172,6 +172,9 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     model, spec = load_model(ckpt)
     model.to(device)
     settings = planner_preset(method, maze)
+    if overrides.get("pos_velocity") is not None and spec.channels != "pos":
+        raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
+                       "(--channels pos); this model plans its velocities")
     if spec.channels == "pos":  # no actions, no velocities: the PD controller follows the plans, no stop term
         settings.update(controller="pd", stop_weight=0.0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
@@ -184,7 +187,8 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "goal_distance": args.goal_distance, "wall_cost": args.wall_cost, "mc_samples": args.mc_samples,
             "guidance_form": args.guidance_form,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
-            "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None}
+            "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
+            "pos_velocity": args.pos_velocity}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,7 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     planning = ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "wall_cost",
                 "mc_samples", "horizon", "guidance_form")
     unused = {"diffuser": planning, "df": ("mc_samples",),
-              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller")}.get(args.method, ())
+              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity")}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if goal_pd and args.plans_only:
         given.append("--plans-only")
@@ -218,7 +222,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
         raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
     if args.plans_only:
-        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every") if overrides[k] is not None]
+        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity")
+                  if overrides[k] is not None]
         if acting:
             raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
     if goal_pd:
@@ -441,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)
     ev.add_argument("--sampling-steps", type=int)
+    ev.add_argument("--pos-velocity", dest="pos_velocity", choices=["step", "finite"],
+                    help="position-only models (--channels pos): the PD's velocity reference, the planned step per "
+                         "env step (step, the main: controller's dp_plan; default) or that step / dt (finite)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

@@ -50,6 +50,9 @@ STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity,
 # how the reward sums its frames: "horizon" = the frames inside the horizon; "paper" = the paper: code's
 # episode_steps x the mean over every planned frame, the episode's last frame weighted 0 (reference §3.2)
 REWARD_WEIGHTINGS = ("horizon", "paper")
+# a position-only model's PD velocity reference: the planned step dp (the main: controller's "dp_plan - v") or the
+# velocity the plan implies, dp / dt (world units per second, like the observation's)
+POS_VELOCITIES = ("step", "finite")
 
 
 @dataclass
@@ -74,6 +77,7 @@ class PlannerConfig:
     uncertainty_scale: float = 1.0  # pyramid slope
     controller: str = "actions"  # actions: execute the diffused actions; pd: track the planned states
     pd_gains: tuple[float, float] = (12.5, 1.2)  # a = kp (p_plan - p) + kd (v_plan - v) (main: maze controller)
+    pos_velocity: str = "step"  # position-only models: v_plan = dp per env step (main:) or dp / dt ("finite")
     use_cache: bool = True  # KV cache for the context (DF only)
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
@@ -104,6 +108,8 @@ class PlannerConfig:
             raise ValueError(f"horizon must be >= 1 step or None (rest of the episode), got {self.horizon}")
         if self.replan_every is not None and self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1 or None (plan once), got {self.replan_every}")
+        if self.pos_velocity not in POS_VELOCITIES:
+            raise ValueError(f"pos_velocity must be one of {POS_VELOCITIES}, got {self.pos_velocity!r}")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
         self.pd_gains = tuple(float(g) for g in self.pd_gains)  # type: ignore[assignment]
@@ -266,7 +272,8 @@ class Plan:
 
     A position-only model (channels 'pos') plans no velocities and no actions: ``velocities`` then holds the
     planned step p_{k} - p_{k-1} per env step (p_{-1} = the observed position), which the ``main:`` controller's
-    ``1.2 (dp_plan - v)`` term uses (reference §5.2), and ``actions`` is zero.
+    ``1.2 (dp_plan - v)`` term uses (reference §5.2), or with ``pos_velocity="finite"`` that step divided by the
+    env's time step (the velocity the plan implies); ``actions`` is zero.
     """
 
     positions: np.ndarray  # (B, L, 2)
@@ -385,6 +392,10 @@ class Planner:
         if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)
             pos = self.normalizer.unnorm_pos(obs_n)  # (B, h*fs, 2) world
             vel = pos - torch.cat([obs_t[:, None, :2], pos[:, :-1]], dim=1)  # (B, h*fs, 2) world units per step
+            if self.config.pos_velocity == "finite":
+                from dforce_datasets.maze2d.model import TIMESTEP
+
+                vel = vel / TIMESTEP  # (B, h*fs, 2) world units per second
             act = torch.zeros_like(pos)  # (B, h*fs, 2): no planned actions
         else:
             world = self.normalizer.unnorm_obs(obs_n)  # (B, h*fs, 4)
