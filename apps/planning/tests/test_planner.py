@@ -302,5 +302,11 @@ def test_position_only_model_plans_positions_and_pd_follows_them(make_model):
     # what a position-only model cannot do is refused with what to do instead
     with pytest.raises(ValueError, match="--controller pd"):
         Planner(model, spec, PlannerConfig(controller="actions"))
-    with pytest.raises(ValueError, match="--stop-weight 0"):
-        Planner(model, spec, PlannerConfig(controller="pd", stop_weight=1.0))
+    # the stop term reads the plan's own steps / dt as its speed (no planned velocities)
+    stop = GoalReward(goals, norm, 10, steps=15, stop_weight=2.0, channels="pos")(x)
+    ctx_pos = norm.unnorm_pos(x[:, 0].reshape(2, 10, 2)[:, -1:])  # (2, 1, 2)
+    every = norm.unnorm_pos(x[:, 1:].reshape(2, 20, 2))
+    vel = torch.diff(torch.cat([ctx_pos, every], dim=1), dim=1)[:, :15] / 0.01
+    speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS
+    d = (pos - goals[:, None]).norm(dim=-1)
+    assert torch.allclose(stop, -(d + 2.0 * torch.exp(-d.pow(2)) * speed).sum(-1), rtol=1e-5)

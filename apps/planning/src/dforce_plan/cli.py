@@ -175,7 +175,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     if overrides.get("pos_velocity") is not None and spec.channels != "pos":
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
-    if spec.channels == "pos":  # no actions, no velocities: the PD controller follows the plans, no stop term
+    if spec.channels == "pos":  # no actions: PD follows the plans; the presets' stop weights are full-token ones
         settings.update(controller="pd", stop_weight=0.0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return Planner(model, spec, PlannerConfig(method=method, **settings))

@@ -137,7 +137,9 @@ class GoalReward:
     away from the goal; its width r (``stop_radius``, 1 world unit by default, a maze cell) sets how far from the
     goal braking starts. With ``stop_where="after"`` the weight is instead 1 on every frame from the plan's first
     arrival within r on (0 before): a plan that passes the goal behind a wall is not slowed, and a plan that
-    arrives is asked to stay for the rest of the horizon. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
+    arrives is asked to stay for the rest of the horizon. A position-only model (``channels="pos"``) plans no
+    velocities: v is then the plan's own step over the env's time step, (p_t - p_{t-1}) / 0.01 s, the first step
+    from the context position. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
     |v| has a kink at rest, where the plans that stay at the goal live, and its gradient direction would flip on
     float noise there.
 
@@ -156,9 +158,6 @@ class GoalReward:
                  field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0,
                  weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True,
                  channels: str = "full") -> None:
-        if channels == "pos" and stop_weight:
-            raise ValueError("the stop term charges planned speed, and a position-only model plans no velocities: "
-                             "use stop_weight 0 (--stop-weight 0) with channels 'pos'")
         self.channels = channels
         if weighting not in REWARD_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {REWARD_WEIGHTINGS}, got {weighting!r}")
@@ -199,7 +198,14 @@ class GoalReward:
         else:
             cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
         if self.stop_weight:
-            vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
+            if self.channels == "pos":  # no planned velocities: the plan's own steps / dt
+                from dforce_datasets.maze2d.model import TIMESTEP
+
+                start, _ = unpack(x[:, :1], self.frame_stack, self.channels)  # (N, fs, 2): the context position
+                prev = torch.cat([self.normalizer.unnorm_pos(start[:, -1:]), pos[:, :-1]], dim=1)  # (N, H*fs, 2)
+                vel = (pos - prev) / TIMESTEP  # (N, H*fs, 2) world units per second
+            else:
+                vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
             d = dist.detach()  # (N, H*fs): where speed counts is constant under the gradient
             if self.stop_where == "after":
@@ -302,9 +308,6 @@ class Planner:
         if spec.channels == "pos" and config.controller != "pd":
             raise ValueError("this model plans positions only (channels 'pos'): it has no actions to execute; "
                              "follow its plans with the PD controller (--controller pd)")
-        if spec.channels == "pos" and config.stop_weight:
-            raise ValueError("this model plans positions only (channels 'pos'): the stop term needs planned "
-                             "velocities; pass --stop-weight 0")
         self.model = model
         self.spec = spec
         self.config = config
