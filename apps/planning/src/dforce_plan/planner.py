@@ -55,6 +55,11 @@ REWARD_WEIGHTINGS = ("horizon", "paper")
 POS_VELOCITIES = ("step", "finite")
 
 
+def planned_steps(start: Tensor, pos: Tensor) -> Tensor:
+    """Steps p_k - p_{k-1} (N, L, 2) of planned positions (N, L, 2), p_{-1} = ``start`` (N, 1, 2); per env step."""
+    return pos - torch.cat([start, pos[:, :-1]], dim=1)  # (N, L, 2)
+
+
 @dataclass
 class PlannerConfig:
     """How to plan and act. ``horizon`` caps the planned steps (None: the rest of the episode)."""
@@ -202,8 +207,7 @@ class GoalReward:
                 from dforce_datasets.maze2d.model import TIMESTEP
 
                 start, _ = unpack(x[:, :1], self.frame_stack, self.channels)  # (N, fs, 2): the context position
-                prev = torch.cat([self.normalizer.unnorm_pos(start[:, -1:]), pos[:, :-1]], dim=1)  # (N, H*fs, 2)
-                vel = (pos - prev) / TIMESTEP  # (N, H*fs, 2) world units per second
+                vel = planned_steps(self.normalizer.unnorm_pos(start[:, -1:]), pos) / TIMESTEP  # (N, H*fs, 2) per s
             else:
                 vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
@@ -283,7 +287,7 @@ class Plan:
     """
 
     positions: np.ndarray  # (B, L, 2)
-    velocities: np.ndarray  # (B, L, 2) (channels 'pos': planned steps, world units per env step)
+    velocities: np.ndarray  # (B, L, 2) (channels 'pos': planned steps per env step, or per second with "finite")
     actions: np.ndarray  # (B, L, 2), not clipped (channels 'pos': zeros)
     t0: int
     seconds: float = 0.0
@@ -394,7 +398,7 @@ class Planner:
         obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
         if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)
             pos = self.normalizer.unnorm_pos(obs_n)  # (B, h*fs, 2) world
-            vel = pos - torch.cat([obs_t[:, None, :2], pos[:, :-1]], dim=1)  # (B, h*fs, 2) world units per step
+            vel = planned_steps(obs_t[:, None, :2], pos)  # (B, h*fs, 2) world units per step
             if self.config.pos_velocity == "finite":
                 from dforce_datasets.maze2d.model import TIMESTEP
 
