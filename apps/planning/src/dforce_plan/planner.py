@@ -55,9 +55,17 @@ REWARD_WEIGHTINGS = ("horizon", "paper")
 POS_VELOCITIES = ("step", "finite")
 
 
-def planned_steps(start: Tensor, pos: Tensor) -> Tensor:
-    """Steps p_k - p_{k-1} (N, L, 2) of planned positions (N, L, 2), p_{-1} = ``start`` (N, 1, 2); per env step."""
-    return pos - torch.cat([start, pos[:, :-1]], dim=1)  # (N, L, 2)
+def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False) -> Tensor:
+    """Steps p_k - p_{k-1} (N, L, 2) of planned positions (N, L, 2), p_{-1} = ``start`` (N, 1, 2).
+
+    World units per env step, or per second (divided by the env's time step, 0.01 s) with ``per_second``.
+    """
+    steps = pos - torch.cat([start, pos[:, :-1]], dim=1)  # (N, L, 2)
+    if not per_second:
+        return steps
+    from dforce_datasets.maze2d.model import TIMESTEP  # lazy: the maze extra (mujoco) stays optional
+
+    return steps / TIMESTEP  # (N, L, 2) world units per second
 
 
 @dataclass
@@ -204,10 +212,8 @@ class GoalReward:
             cost = 2.0 * torch.tanh(dist / 2.0) if self.distance == "tanh" else dist  # (N, H*fs)
         if self.stop_weight:
             if self.channels == "pos":  # no planned velocities: the plan's own steps / dt
-                from dforce_datasets.maze2d.model import TIMESTEP
-
                 start, _ = unpack(x[:, :1], self.frame_stack, self.channels)  # (N, fs, 2): the context position
-                vel = planned_steps(self.normalizer.unnorm_pos(start[:, -1:]), pos) / TIMESTEP  # (N, H*fs, 2) per s
+                vel = planned_steps(self.normalizer.unnorm_pos(start[:, -1:]), pos, per_second=True)  # (N, H*fs, 2)
             else:
                 vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
@@ -398,11 +404,7 @@ class Planner:
         obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
         if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)
             pos = self.normalizer.unnorm_pos(obs_n)  # (B, h*fs, 2) world
-            vel = planned_steps(obs_t[:, None, :2], pos)  # (B, h*fs, 2) world units per step
-            if self.config.pos_velocity == "finite":
-                from dforce_datasets.maze2d.model import TIMESTEP
-
-                vel = vel / TIMESTEP  # (B, h*fs, 2) world units per second
+            vel = planned_steps(obs_t[:, None, :2], pos, per_second=self.config.pos_velocity == "finite")  # (B, h*fs, 2)
             act = torch.zeros_like(pos)  # (B, h*fs, 2): no planned actions
         else:
             world = self.normalizer.unnorm_obs(obs_n)  # (B, h*fs, 4)
