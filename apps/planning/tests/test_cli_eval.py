@@ -260,6 +260,11 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["stop_weight"] == 1.0
     assert main([*common, "--out", str(tmp_path / "ev4"), "--pos-velocity", "finite"]) == 0
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["pos_velocity"] == "finite"
+    assert main([*common, "--out", str(tmp_path / "ev6"), "--pos-velocity", "smooth", "--pos-velocity-window", "3"]) == 0
+    planner = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]
+    assert (planner["pos_velocity"], planner["pos_velocity_window"]) == ("smooth", 3)
+    assert main([*common, "--out", str(tmp_path / "ev7"), "--pos-velocity", "finite", "--pos-velocity-window", "3"]) == 2
+    assert "add that" in capsys.readouterr().err and not (tmp_path / "ev7").exists()
     full = tmp_path / "full"
     assert main(["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
                  "--out", str(full), "--steps", "1", "--size", "tiny"]) == 0

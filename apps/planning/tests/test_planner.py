@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from dforce_plan.planner import SPEED_EPS, GoalReward, LoopMonteCarloGuidance, Planner, PlannerConfig
+from dforce_plan.planner import SPEED_EPS, GoalReward, LoopMonteCarloGuidance, Planner, PlannerConfig, planned_steps
 from dforce_plan.tokens import context_token
 from dforce_sampling import MonteCarloGuidance
 
@@ -309,4 +309,55 @@ def test_position_only_model_plans_positions_and_pd_follows_them(make_model):
     vel = torch.diff(torch.cat([ctx_pos, every], dim=1), dim=1)[:, :15] / 0.01
     speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS
     d = (pos - goals[:, None]).norm(dim=-1)
+    assert torch.allclose(stop, -(d + 2.0 * torch.exp(-d.pow(2)) * speed).sum(-1), rtol=1e-5)
+
+
+def test_smoothed_plan_velocity_by_hand():
+    """planned_steps with a window: the central difference over +-w frames / dt, its span cut at the plan's ends."""
+    start = torch.tensor([[[0.0, 0.0]]])  # (1, 1, 2)
+    pos = torch.tensor([[[0.1, 0.0], [0.3, 0.0], [0.4, 0.1], [0.4, 0.5], [1.0, 0.5]]])  # (1, 5, 2)
+    path = [[0.0, 0.0], [0.1, 0.0], [0.3, 0.0], [0.4, 0.1], [0.4, 0.5], [1.0, 0.5]]  # p_{-1}, p_0 .. p_4
+    # w = 2: frame k uses path[k+1+2] - path[k+1-2], both clamped into [0, 5], over the frames spanned
+    want = [[(path[3][i] - path[0][i]) / 3 for i in range(2)],  # k=0: j=1, span [0, 3]
+            [(path[4][i] - path[0][i]) / 4 for i in range(2)],  # k=1: j=2, span [0, 4]
+            [(path[5][i] - path[1][i]) / 4 for i in range(2)],  # k=2: j=3, span [1, 5]
+            [(path[5][i] - path[2][i]) / 3 for i in range(2)],  # k=3: j=4, span [2, 5]
+            [(path[5][i] - path[3][i]) / 2 for i in range(2)]]  # k=4: j=5, span [3, 5]
+    got = planned_steps(start, pos, per_second=True, window=2)
+    assert torch.allclose(got, torch.tensor([want]) / 0.01, atol=1e-4)
+    # a plan that moves at a constant velocity: every window gives that velocity
+    line = torch.arange(1, 31, dtype=torch.float64)[None, :, None] * torch.tensor([0.02, -0.01], dtype=torch.float64)
+    v = planned_steps(torch.zeros(1, 1, 2, dtype=torch.float64), line, per_second=True, window=5)
+    assert torch.allclose(v, torch.tensor([2.0, -1.0], dtype=torch.float64).expand(1, 30, 2))
+    # a plan that jitters around the goal: the smoothed speed is a fraction of the step speed
+    jitter = torch.tensor([[[0.02 * (-1) ** k, 0.0] for k in range(40)]])  # (1, 40, 2)
+    rough = planned_steps(torch.zeros(1, 1, 2), jitter, per_second=True).norm(dim=-1)[:, 5:-5]
+    smooth = planned_steps(torch.zeros(1, 1, 2), jitter, per_second=True, window=5).norm(dim=-1)[:, 5:-5]
+    assert rough.min() >= 3.9 and smooth.max() <= 0.41
+    with pytest.raises(ValueError, match="per_second=True"):
+        planned_steps(start, pos, window=2)
+    with pytest.raises(ValueError, match="pos_velocity_window must be"):
+        PlannerConfig(pos_velocity="smooth", pos_velocity_window=0)
+
+
+def test_smooth_pos_velocity_feeds_pd_and_the_stop_term(make_model):
+    """pos_velocity="smooth": the plan's velocities and the stop term's speed are the windowed central difference."""
+    model, spec = make_model(channels="pos")
+    cfg = dict(controller="pd", mc_samples=2, guidance_scale=0.3, sampling_steps=3)
+    base = Planner(model, spec, PlannerConfig(**cfg, pos_velocity="finite"))
+    smooth = Planner(model, spec, PlannerConfig(**cfg, pos_velocity="smooth", pos_velocity_window=3))
+    a = base.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
+    b = smooth.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
+    assert np.allclose(a.positions, b.positions)  # the plan itself does not change, only the velocity reference
+    want = planned_steps(torch.tensor(OBS[:, None, :2]), torch.tensor(b.positions), per_second=True, window=3)
+    assert np.allclose(b.velocities, want.numpy(), atol=1e-3) and not np.allclose(a.velocities, b.velocities)
+    norm = spec.normalizer()
+    x = torch.randn(2, 3, 20)
+    goals = torch.tensor([[1.0, 1.0], [2.0, 3.0]])
+    stop = GoalReward(goals, norm, 10, steps=15, stop_weight=2.0, channels="pos", speed_window=3)(x)
+    ctx_pos = norm.unnorm_pos(x[:, 0].reshape(2, 10, 2)[:, -1:])  # (2, 1, 2)
+    every = norm.unnorm_pos(x[:, 1:].reshape(2, 20, 2))  # (2, 20, 2)
+    vel = planned_steps(ctx_pos, every, per_second=True, window=3)[:, :15]  # (2, 15, 2)
+    speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS
+    d = (every[:, :15] - goals[:, None]).norm(dim=-1)
     assert torch.allclose(stop, -(d + 2.0 * torch.exp(-d.pow(2)) * speed).sum(-1), rtol=1e-5)

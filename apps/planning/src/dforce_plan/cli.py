@@ -172,7 +172,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     model, spec = load_model(ckpt)
     model.to(device)
     settings = planner_preset(method, maze)
-    if overrides.get("pos_velocity") is not None and spec.channels != "pos":
+    if (overrides.get("pos_velocity"), overrides.get("pos_velocity_window")) != (None, None) and spec.channels != "pos":
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
     if spec.channels == "pos":  # no actions: PD follows the plans; the presets' stop weights are full-token ones
@@ -188,7 +188,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "guidance_form": args.guidance_form,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
-            "pos_velocity": args.pos_velocity}
+            "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -206,7 +206,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     planning = ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "wall_cost",
                 "mc_samples", "horizon", "guidance_form")
     unused = {"diffuser": planning, "df": ("mc_samples",),
-              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity")}.get(args.method, ())
+              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity",
+                          "pos_velocity_window")}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if goal_pd and args.plans_only:
         given.append("--plans-only")
@@ -221,9 +222,11 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
         raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
+    if args.pos_velocity_window is not None and args.pos_velocity != "smooth" and not goal_pd:
+        raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
     if args.plans_only:
-        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity")
-                  if overrides[k] is not None]
+        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity",
+                                                           "pos_velocity_window") if overrides[k] is not None]
         if acting:
             raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
     if goal_pd:
@@ -446,9 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)
     ev.add_argument("--sampling-steps", type=int)
-    ev.add_argument("--pos-velocity", dest="pos_velocity", choices=["step", "finite"],
+    ev.add_argument("--pos-velocity", dest="pos_velocity", choices=["step", "finite", "smooth"],
                     help="position-only models (--channels pos): the PD's velocity reference, the planned step per "
-                         "env step (step, the main: controller's dp_plan; default) or that step / dt (finite)")
+                         "env step (step, the main: controller's dp_plan; default), that step / dt (finite), or the "
+                         "central difference over +-W frames / dt (smooth, W = --pos-velocity-window; the stop term "
+                         "reads the same speed)")
+    ev.add_argument("--pos-velocity-window", dest="pos_velocity_window", type=int,
+                    help="with --pos-velocity smooth: frames each side of the central difference (default 5)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

@@ -50,17 +50,30 @@ STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity,
 # how the reward sums its frames: "horizon" = the frames inside the horizon; "paper" = the paper: code's
 # episode_steps x the mean over every planned frame, the episode's last frame weighted 0 (reference §3.2)
 REWARD_WEIGHTINGS = ("horizon", "paper")
-# a position-only model's PD velocity reference: the planned step dp (the main: controller's "dp_plan - v") or the
-# velocity the plan implies, dp / dt (world units per second, like the observation's)
-POS_VELOCITIES = ("step", "finite")
+# a position-only model's PD velocity reference: the planned step dp (the main: controller's "dp_plan - v"), the
+# velocity the plan implies, dp / dt (world units per second, like the observation's), or that velocity as a
+# central difference over +-window frames ("smooth": the frame-to-frame jitter of a sampled plan averaged out)
+POS_VELOCITIES = ("step", "finite", "smooth")
 
 
-def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False) -> Tensor:
+def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False, window: int = 0) -> Tensor:
     """Steps p_k - p_{k-1} (N, L, 2) of planned positions (N, L, 2), p_{-1} = ``start`` (N, 1, 2).
 
-    World units per env step, or per second (divided by the env's time step, 0.01 s) with ``per_second``.
+    World units per env step, or per second (divided by the env's time step, 0.01 s) with ``per_second``. With
+    ``window`` w > 0 (per second only) the velocity at frame k is the central difference
+    (p_{k+w} - p_{k-w}) / (2 w dt), its span cut to [p_{-1}, p_{L-1}] at the plan's ends.
     """
-    steps = pos - torch.cat([start, pos[:, :-1]], dim=1)  # (N, L, 2)
+    path = torch.cat([start, pos], dim=1)  # (N, L+1, 2): index j = frame j-1
+    if window and not per_second:
+        raise ValueError("a smoothing window gives a velocity per second; pass per_second=True")
+    if window < 0:
+        raise ValueError(f"window must be >= 0 frames, got {window}")
+    if window:
+        j = torch.arange(1, path.shape[1], device=pos.device)  # (L,)
+        hi, lo = (j + window).clamp(max=path.shape[1] - 1), (j - window).clamp(min=0)  # (L,), (L,)
+        steps = (path[:, hi] - path[:, lo]) / (hi - lo).to(pos.dtype)[None, :, None]  # (N, L, 2) per env step
+    else:
+        steps = path[:, 1:] - path[:, :-1]  # (N, L, 2)
     if not per_second:
         return steps
     from dforce_datasets.maze2d.model import TIMESTEP  # lazy: the maze extra (mujoco) stays optional
@@ -90,7 +103,9 @@ class PlannerConfig:
     uncertainty_scale: float = 1.0  # pyramid slope
     controller: str = "actions"  # actions: execute the diffused actions; pd: track the planned states
     pd_gains: tuple[float, float] = (12.5, 1.2)  # a = kp (p_plan - p) + kd (v_plan - v) (main: maze controller)
-    pos_velocity: str = "step"  # position-only models: v_plan = dp per env step (main:) or dp / dt ("finite")
+    pos_velocity: str = "step"  # position-only models: v_plan = dp per env step (main:), dp / dt ("finite") or
+    # the central difference over +-pos_velocity_window frames / dt ("smooth"; also the stop term's speed)
+    pos_velocity_window: int = 5
     use_cache: bool = True  # KV cache for the context (DF only)
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
@@ -123,6 +138,9 @@ class PlannerConfig:
             raise ValueError(f"replan_every must be >= 1 or None (plan once), got {self.replan_every}")
         if self.pos_velocity not in POS_VELOCITIES:
             raise ValueError(f"pos_velocity must be one of {POS_VELOCITIES}, got {self.pos_velocity!r}")
+        if isinstance(self.pos_velocity_window, bool) or not isinstance(self.pos_velocity_window, int) \
+                or self.pos_velocity_window < 1:
+            raise ValueError(f"pos_velocity_window must be an int >= 1 (frames), got {self.pos_velocity_window!r}")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
         self.pd_gains = tuple(float(g) for g in self.pd_gains)  # type: ignore[assignment]
@@ -152,7 +170,7 @@ class GoalReward:
     arrival within r on (0 before): a plan that passes the goal behind a wall is not slowed, and a plan that
     arrives is asked to stay for the rest of the horizon. A position-only model (``channels="pos"``) plans no
     velocities: v is then the plan's own step over the env's time step, (p_t - p_{t-1}) / 0.01 s, the first step
-    from the context position. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
+    from the context position, or with ``speed_window`` w its central difference over +-w frames. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
     |v| has a kink at rest, where the plans that stay at the goal live, and its gradient direction would flip on
     float noise there.
 
@@ -170,8 +188,8 @@ class GoalReward:
                  stop_where: str = "near", fields: Tensor | None = None,
                  field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0,
                  weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True,
-                 channels: str = "full") -> None:
-        self.channels = channels
+                 channels: str = "full", speed_window: int = 0) -> None:
+        self.channels, self.speed_window = channels, int(speed_window)
         if weighting not in REWARD_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {REWARD_WEIGHTINGS}, got {weighting!r}")
         if (weighting == "paper") != (episode_steps is not None):
@@ -213,7 +231,8 @@ class GoalReward:
         if self.stop_weight:
             if self.channels == "pos":  # no planned velocities: the plan's own steps / dt
                 start, _ = unpack(x[:, :1], self.frame_stack, self.channels)  # (N, fs, 2): the context position
-                vel = planned_steps(self.normalizer.unnorm_pos(start[:, -1:]), pos, per_second=True)  # (N, H*fs, 2)
+                vel = planned_steps(self.normalizer.unnorm_pos(start[:, -1:]), pos, per_second=True,
+                                    window=self.speed_window)  # (N, H*fs, 2)
             else:
                 vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
             speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
@@ -338,6 +357,11 @@ class Planner:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def velocity_window(self) -> int:
+        """Frames each side of a position-only plan's smoothed velocity (0: the plain step)."""
+        return self.config.pos_velocity_window if self.config.pos_velocity == "smooth" else 0
+
     def horizon_steps(self, steps_left: int) -> int:
         """Steps the next plan covers: min(steps left, config horizon, model window) (flexible horizon)."""
         cap = self.spec.n_tokens * self.spec.frame_stack
@@ -359,7 +383,8 @@ class Planner:
                             c.stop_radius, c.stop_where, fields=fields, field_grid=grid, wall_cost=c.wall_cost,
                             weighting="paper" if paper else "horizon",
                             episode_steps=self.episode_steps if paper else None,
-                            reaches_end=steps_left is None or steps >= steps_left, channels=self.spec.channels)
+                            reaches_end=steps_left is None or steps >= steps_left, channels=self.spec.channels,
+                            speed_window=self.velocity_window)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc, form=c.guidance_form)
@@ -404,7 +429,8 @@ class Planner:
         obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
         if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)
             pos = self.normalizer.unnorm_pos(obs_n)  # (B, h*fs, 2) world
-            vel = planned_steps(obs_t[:, None, :2], pos, per_second=self.config.pos_velocity == "finite")  # (B, h*fs, 2)
+            vel = planned_steps(obs_t[:, None, :2], pos, per_second=self.config.pos_velocity != "step",
+                                window=self.velocity_window)  # (B, h*fs, 2)
             act = torch.zeros_like(pos)  # (B, h*fs, 2): no planned actions
         else:
             world = self.normalizer.unnorm_obs(obs_n)  # (B, h*fs, 4)
@@ -461,6 +487,11 @@ class GoalPD(Planner):
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
+
+    @property
+    def velocity_window(self) -> int:
+        """Frames each side of a position-only plan's smoothed velocity (0: the plain step)."""
+        return self.config.pos_velocity_window if self.config.pos_velocity == "smooth" else 0
 
     def horizon_steps(self, steps_left: int) -> int:
         """One step: the goal, held for the rest of the episode."""
