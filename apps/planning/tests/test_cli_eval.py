@@ -265,6 +265,10 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert (planner["pos_velocity"], planner["pos_velocity_window"]) == ("smooth", 3)
     assert main([*common, "--out", str(tmp_path / "ev7"), "--pos-velocity", "finite", "--pos-velocity-window", "3"]) == 2
     assert "add that" in capsys.readouterr().err and not (tmp_path / "ev7").exists()
+    assert main([*common, "--out", str(tmp_path / "ev8"), "--hold-radius", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["hold_radius"] == 0.5
+    assert main([*common, "--out", str(tmp_path / "ev9"), "--hold-radius", "0.5", "--plans-only"]) == 2
+    assert "--hold-radius would be ignored" in capsys.readouterr().err
     full = tmp_path / "full"
     assert main(["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
                  "--out", str(full), "--steps", "1", "--size", "tiny"]) == 0
@@ -272,6 +276,9 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert main([*common, "--ckpt", str(full), "--controller", "pd", "--pos-velocity", "step",
                  "--out", str(tmp_path / "ev5")]) == 2
     assert "this model plans its velocities" in capsys.readouterr().err
+    assert main([*common, "--ckpt", str(full), "--controller", "actions", "--hold-radius", "0.5",
+                 "--out", str(tmp_path / "ev10")]) == 2
+    assert "add --controller pd" in capsys.readouterr().err
 
 
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from dforce_plan.planner import SPEED_EPS, GoalReward, LoopMonteCarloGuidance, Planner, PlannerConfig, planned_steps
+from dforce_plan.planner import (
+    SPEED_EPS,
+    GoalReward,
+    LoopMonteCarloGuidance,
+    Plan,
+    Planner,
+    PlannerConfig,
+    arrival_frames,
+    planned_steps,
+)
 from dforce_plan.tokens import context_token
 from dforce_sampling import MonteCarloGuidance
 
@@ -361,3 +370,39 @@ def test_smooth_pos_velocity_feeds_pd_and_the_stop_term(make_model):
     speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS
     d = (every[:, :15] - goals[:, None]).norm(dim=-1)
     assert torch.allclose(stop, -(d + 2.0 * torch.exp(-d.pow(2)) * speed).sum(-1), rtol=1e-5)
+
+
+def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
+    """hold_radius: a plan ends at its first frame within R of the goal; PD tracks it until then, then holds it."""
+    pos = np.array([[[0.0, 0.0], [0.6, 0.0], [0.9, 0.0], [1.0, 0.1], [2.0, 0.0]],  # arrives at frame 2 (d = 0.1)
+                    [[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]])  # never within 0.3 of (1, 0)
+    goals = np.array([[1.0, 0.0], [1.0, 0.0]])
+    assert arrival_frames(pos, goals, 0.3).tolist() == [2, 5]
+    assert arrival_frames(pos, goals, 0.45).tolist() == [1, 5]  # frame 1 is 0.4 away
+    assert arrival_frames(pos, goals, 1.0).tolist() == [0, 0]
+    model, spec = make_model(channels="pos")
+    planner = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5), hold_radius=0.3))
+    plan = Plan(positions=pos, velocities=np.full_like(pos, 0.5), actions=np.zeros_like(pos), t0=10,
+                end=arrival_frames(pos, goals, 0.3))
+    obs = np.array([[0.5, 0.5, 0.2, -0.1], [0.0, 0.0, 0.1, 0.1]])
+    pd = lambda p, v: np.clip(2.0 * (p - obs[:, :2]) + 0.5 * (v - obs[:, 2:]), -1, 1)  # noqa: E731
+    # step 1 of the plan: both track frame 1 with its velocity
+    assert np.allclose(planner.act(plan, obs, 11), pd(pos[:, 1], np.full((2, 2), 0.5)))
+    # step 3: the first plan has ended (frame 2) and holds frame 2 at rest; the second still tracks frame 3
+    want = pd(np.stack([pos[0, 2], pos[1, 3]]), np.array([[0.0, 0.0], [0.5, 0.5]]))
+    assert np.allclose(planner.act(plan, obs, 13), want)
+    # past the whole plan: the second holds its last frame at rest (as without hold_radius)
+    assert np.allclose(planner.act(plan, obs, 30), pd(np.stack([pos[0, 2], pos[1, 4]]), np.zeros((2, 2))))
+    # without hold_radius the same plan is followed to its last frame
+    plain = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5)))
+    plan.end = None
+    assert np.allclose(plain.act(plan, obs, 13), pd(pos[:, 3], np.full((2, 2), 0.5)))
+    # planning fills `end` from the goals it was given
+    real = planner.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
+    assert real.end.tolist() == arrival_frames(real.positions, GOALS, 0.3).tolist()
+    assert plain.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0)).end is None
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="hold_radius must be"):
+            PlannerConfig(controller="pd", hold_radius=bad)
+    with pytest.raises(ValueError, match="controller='pd'"):
+        PlannerConfig(controller="actions", hold_radius=0.5)

@@ -178,6 +178,9 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     if spec.channels == "pos":  # no actions: PD follows the plans; the presets' stop weights are full-token ones
         settings.update(controller="pd", stop_weight=0.0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    if settings.get("hold_radius") is not None and settings.get("controller") != "pd":
+        raise CliError("--hold-radius ends each plan where the PD controller holds it, but this agent executes its "
+                       "own actions: add --controller pd")
     return Planner(model, spec, PlannerConfig(method=method, **settings))
 
 
@@ -188,7 +191,8 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "guidance_form": args.guidance_form,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
-            "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window}
+            "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window,
+            "hold_radius": args.hold_radius}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,7 +211,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
                 "mc_samples", "horizon", "guidance_form")
     unused = {"diffuser": planning, "df": ("mc_samples",),
               "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity",
-                          "pos_velocity_window")}.get(args.method, ())
+                          "pos_velocity_window", "hold_radius")}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if goal_pd and args.plans_only:
         given.append("--plans-only")
@@ -226,7 +230,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
     if args.plans_only:
         acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity",
-                                                           "pos_velocity_window") if overrides[k] is not None]
+                                                           "pos_velocity_window", "hold_radius")
+                  if overrides[k] is not None]
         if acting:
             raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
     if goal_pd:
@@ -456,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "reads the same speed)")
     ev.add_argument("--pos-velocity-window", dest="pos_velocity_window", type=int,
                     help="with --pos-velocity smooth: frames each side of the central difference (default 5)")
+    ev.add_argument("--hold-radius", dest="hold_radius", type=float, metavar="R",
+                    help="PD only: each plan ends at its first frame within R world units of the goal, and PD holds "
+                         "that frame at rest (as Diffuser holds its last state; paper App. B.5: any time step can be "
+                         "the final step). Default: follow the whole plan")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

@@ -17,6 +17,7 @@ the goal, in world units, so any step can be the final one.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -81,6 +82,12 @@ def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False, window: 
     return steps / TIMESTEP  # (N, L, 2) world units per second
 
 
+def arrival_frames(positions: np.ndarray, goals: np.ndarray, radius: float) -> np.ndarray:
+    """(B,) first frame of each plan (B, L, 2) within ``radius`` of its goal (B, 2); L when it never arrives."""
+    inside = np.linalg.norm(positions - goals[:, None, :], axis=-1) <= radius  # (B, L)
+    return np.where(inside.any(axis=1), inside.argmax(axis=1), positions.shape[1])  # (B,)
+
+
 @dataclass
 class PlannerConfig:
     """How to plan and act. ``horizon`` caps the planned steps (None: the rest of the episode)."""
@@ -106,6 +113,10 @@ class PlannerConfig:
     pos_velocity: str = "step"  # position-only models: v_plan = dp per env step (main:), dp / dt ("finite") or
     # the central difference over +-pos_velocity_window frames / dt ("smooth"; also the stop term's speed)
     pos_velocity_window: int = 5
+    # PD only: a plan ends at its first frame within hold_radius of the goal (world units), whose position PD then
+    # holds at rest, as Diffuser holds its last planned state (None: follow the whole plan). Paper App. B.5: the
+    # reward sums the distance over every frame "so any time step can be the final step".
+    hold_radius: float | None = None
     use_cache: bool = True  # KV cache for the context (DF only)
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
@@ -141,6 +152,11 @@ class PlannerConfig:
         if isinstance(self.pos_velocity_window, bool) or not isinstance(self.pos_velocity_window, int) \
                 or self.pos_velocity_window < 1:
             raise ValueError(f"pos_velocity_window must be an int >= 1 (frames), got {self.pos_velocity_window!r}")
+        if self.hold_radius is not None and not (math.isfinite(float(self.hold_radius)) and self.hold_radius > 0):
+            raise ValueError(f"hold_radius must be a distance > 0 (world units) or None, got {self.hold_radius!r}")
+        if self.hold_radius is not None and self.controller != "pd":
+            raise ValueError("hold_radius ends a plan where PD holds it; the agent executes its own actions "
+                             "(controller='actions'): use controller='pd'")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
         self.pd_gains = tuple(float(g) for g in self.pd_gains)  # type: ignore[assignment]
@@ -317,6 +333,7 @@ class Plan:
     t0: int
     seconds: float = 0.0
     tokens: Tensor | None = field(default=None, repr=False)  # (B, 1 + H, D) normalised, context first
+    end: np.ndarray | None = None  # (B,) int: frame where each plan ends (PD holds it from there; None: L)
 
     @property
     def length(self) -> int:
@@ -435,10 +452,13 @@ class Planner:
         else:
             world = self.normalizer.unnorm_obs(obs_n)  # (B, h*fs, 4)
             pos, vel, act = world[..., :2], world[..., 2:], self.normalizer.unnorm_act(act_n)
-        return Plan(positions=pos.cpu().numpy().astype(np.float64),
+        plan = Plan(positions=pos.cpu().numpy().astype(np.float64),
                     velocities=vel.cpu().numpy().astype(np.float64),
                     actions=act.cpu().numpy().astype(np.float64),
                     t0=t0, seconds=seconds, tokens=x.detach())
+        if self.config.hold_radius is not None:
+            plan.end = arrival_frames(plan.positions, np.asarray(goals, dtype=np.float64), self.config.hold_radius)
+        return plan
 
     def act(self, plan: Plan, obs: np.ndarray, t: int) -> np.ndarray:
         """Actions (B, 2) in [-1, 1] at env step t: the plan's own action, or PD tracking of its state."""
@@ -448,10 +468,13 @@ class Planner:
         if self.config.controller == "actions" and k < plan.length:
             return np.clip(plan.actions[:, k], -1.0, 1.0)
         kp, kd = self.config.pd_gains
-        if k < plan.length:
-            p_ref, v_ref = plan.positions[:, k], plan.velocities[:, k]
-        else:  # past the end of the plan: hold the last planned position (Diffuser)
-            p_ref, v_ref = plan.positions[:, -1], np.zeros_like(plan.velocities[:, -1])
+        b, last = plan.positions.shape[0], plan.length - 1
+        end = np.full(b, plan.length) if plan.end is None else plan.end  # (B,): first frame past each plan
+        held = k >= end  # (B,): past a plan's end PD holds its final frame at rest (Diffuser, past its last state)
+        frame = np.where(held, np.minimum(end, last), min(k, last))  # (B,): hold_radius: the arrival frame
+        rows = np.arange(b)
+        p_ref = plan.positions[rows, frame]  # (B, 2)
+        v_ref = np.where(held[:, None], 0.0, plan.velocities[rows, frame])  # (B, 2)
         a = kp * (p_ref - obs[:, :2]) + kd * (v_ref - obs[:, 2:])
         return np.clip(a, -1.0, 1.0)
 
