@@ -373,17 +373,20 @@ def test_smooth_pos_velocity_feeds_pd_and_the_stop_term(make_model):
 
 
 def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
-    """hold_radius: a plan ends at its first frame within R of the goal; PD tracks it until then, then holds it."""
-    pos = np.array([[[0.0, 0.0], [0.6, 0.0], [0.9, 0.0], [1.0, 0.1], [2.0, 0.0]],  # arrives at frame 2 (d = 0.1)
-                    [[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0]]])  # never within 0.3 of (1, 0)
+    """hold_radius: a plan ends at its closest approach to the goal in its first visit within R; PD tracks it
+    until then, then holds that frame at rest."""
+    # goal distances: row 0: 1, 0.4, 0.1, 0.05, 1, 0 (a second visit, closer); row 1: 1, 0.9, 0.8, 0.7, 0.6, 0.6
+    pos = np.array([[[0.0, 0.0], [0.6, 0.0], [0.9, 0.0], [1.0, 0.05], [2.0, 0.0], [1.0, 0.0]],
+                    [[0.0, 0.0], [0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [0.4, 0.0], [0.4, 0.0]]])
     goals = np.array([[1.0, 0.0], [1.0, 0.0]])
-    assert arrival_frames(pos, goals, 0.3).tolist() == [2, 5]
-    assert arrival_frames(pos, goals, 0.45).tolist() == [1, 5]  # frame 1 is 0.4 away
-    assert arrival_frames(pos, goals, 1.0).tolist() == [0, 0]
+    assert arrival_frames(pos, goals, 0.3).tolist() == [3, 6]  # first visit = frames 2-3, closest 3; never: L
+    assert arrival_frames(pos, goals, 0.45).tolist() == [3, 6]  # the visit starts at frame 1 (0.4), closest 3
+    assert arrival_frames(pos, goals, 0.08).tolist() == [3, 6]  # the visit is frame 3 alone
+    assert arrival_frames(pos, goals, 1.0).tolist() == [5, 4]  # one visit from frame 0 on: the closest frames
     model, spec = make_model(channels="pos")
     planner = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5), hold_radius=0.3))
     plan = Plan(positions=pos, velocities=np.full_like(pos, 0.5), actions=np.zeros_like(pos), t0=10,
-                end=arrival_frames(pos, goals, 0.3))
+                end=np.array([2, 6]))
     obs = np.array([[0.5, 0.5, 0.2, -0.1], [0.0, 0.0, 0.1, 0.1]])
     pd = lambda p, v: np.clip(2.0 * (p - obs[:, :2]) + 0.5 * (v - obs[:, 2:]), -1, 1)  # noqa: E731
     # step 1 of the plan: both track frame 1 with its velocity
@@ -392,7 +395,7 @@ def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
     want = pd(np.stack([pos[0, 2], pos[1, 3]]), np.array([[0.0, 0.0], [0.5, 0.5]]))
     assert np.allclose(planner.act(plan, obs, 13), want)
     # past the whole plan: the second holds its last frame at rest (as without hold_radius)
-    assert np.allclose(planner.act(plan, obs, 30), pd(np.stack([pos[0, 2], pos[1, 4]]), np.zeros((2, 2))))
+    assert np.allclose(planner.act(plan, obs, 30), pd(np.stack([pos[0, 2], pos[1, 5]]), np.zeros((2, 2))))
     # without hold_radius the same plan is followed to its last frame
     plain = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5)))
     plan.end = None

@@ -462,8 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pos-velocity-window", dest="pos_velocity_window", type=int,
                     help="with --pos-velocity smooth: frames each side of the central difference (default 5)")
     ev.add_argument("--hold-radius", dest="hold_radius", type=float, metavar="R",
-                    help="PD only: each plan ends at its first frame within R world units of the goal, and PD holds "
-                         "that frame at rest (as Diffuser holds its last state; paper App. B.5: any time step can be "
+                    help="PD only: each plan ends where it comes closest to the goal during its first visit within "
+                         "R world units of it, and PD holds that frame at rest (as Diffuser holds its last state; paper App. B.5: any time step can be "
                          "the final step). Default: follow the whole plan")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),

@@ -83,9 +83,15 @@ def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False, window: 
 
 
 def arrival_frames(positions: np.ndarray, goals: np.ndarray, radius: float) -> np.ndarray:
-    """(B,) first frame of each plan (B, L, 2) within ``radius`` of its goal (B, 2); L when it never arrives."""
-    inside = np.linalg.norm(positions - goals[:, None, :], axis=-1) <= radius  # (B, L)
-    return np.where(inside.any(axis=1), inside.argmax(axis=1), positions.shape[1])  # (B,)
+    """(B,) frame where each plan (B, L, 2) ends: its closest approach to its goal (B, 2) during its first visit
+    within ``radius`` (the first run of frames inside); L when it never arrives."""
+    dist = np.linalg.norm(positions - goals[:, None, :], axis=-1)  # (B, L)
+    inside = dist <= radius  # (B, L)
+    first = np.where(inside.any(axis=1), inside.argmax(axis=1), positions.shape[1])  # (B,)
+    after = np.arange(positions.shape[1])[None, :] >= first[:, None]  # (B, L)
+    visit = inside & (np.cumsum(after & ~inside, axis=1) == 0) & after  # (B, L): the first run inside
+    closest = np.where(visit, dist, np.inf).argmin(axis=1)  # (B,)
+    return np.where(inside.any(axis=1), closest, positions.shape[1])  # (B,)
 
 
 @dataclass
@@ -113,9 +119,9 @@ class PlannerConfig:
     pos_velocity: str = "step"  # position-only models: v_plan = dp per env step (main:), dp / dt ("finite") or
     # the central difference over +-pos_velocity_window frames / dt ("smooth"; also the stop term's speed)
     pos_velocity_window: int = 5
-    # PD only: a plan ends at its first frame within hold_radius of the goal (world units), whose position PD then
-    # holds at rest, as Diffuser holds its last planned state (None: follow the whole plan). Paper App. B.5: the
-    # reward sums the distance over every frame "so any time step can be the final step".
+    # PD only: a plan ends where it comes closest to the goal during its first visit within hold_radius (world
+    # units), and PD then holds that frame at rest, as Diffuser holds its last planned state (None: follow the whole
+    # plan). Paper App. B.5: the reward sums the distance over every frame "so any time step can be the final step".
     hold_radius: float | None = None
     use_cache: bool = True  # KV cache for the context (DF only)
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
