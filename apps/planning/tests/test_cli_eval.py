@@ -253,6 +253,11 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert main([*common, "--out", str(tmp_path / "ev")]) == 0
     result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
     assert result["planner"]["controller"] == "pd" and result["planner"]["stop_weight"] == 0.0
+    # the position-only preset: smoothed velocity reference, plans end at the goal and are held, its own scale
+    assert {k: result["planner"][k] for k in ("pos_velocity", "pos_velocity_window", "hold_radius",
+                                              "guidance_scale")} == {"pos_velocity": "smooth",
+                                                                     "pos_velocity_window": 10, "hold_radius": 0.5,
+                                                                     "guidance_scale": 0.05}
     assert result["model"]["channels"] == "pos" and result["episodes"] == 2
     assert main([*common, "--out", str(tmp_path / "ev2"), "--controller", "actions"]) == 2
     assert "--controller pd" in capsys.readouterr().err

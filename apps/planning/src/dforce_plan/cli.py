@@ -171,16 +171,21 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
         raise CliError("--device cuda but no CUDA device is available")
     model, spec = load_model(ckpt)
     model.to(device)
-    settings = planner_preset(method, maze)
+    settings = planner_preset(method, maze, spec.channels if spec.kind == "df" else "full")
     if (overrides.get("pos_velocity"), overrides.get("pos_velocity_window")) != (None, None) and spec.channels != "pos":
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
-    if spec.channels == "pos":  # no actions: PD follows the plans; the presets' stop weights are full-token ones
-        settings.update(controller="pd", stop_weight=0.0)
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    if settings.get("hold_radius") is not None and settings.get("controller") != "pd":
-        raise CliError("--hold-radius ends each plan where the PD controller holds it, but this agent executes its "
-                       "own actions: add --controller pd")
+    if overrides.get("pos_velocity_window") is not None and settings.get("pos_velocity") != "smooth":
+        raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
+    if spec.channels == "pos" and settings.get("controller") != "pd":
+        raise CliError("a position-only model (--channels pos) plans no actions to execute; drop --controller actions "
+                       "(its plans are followed with --controller pd)")
+    if settings.get("controller") != "pd":
+        given = [f"--{k.replace('_', '-')}" for k in ("hold_radius", "pd_gains") if overrides.get(k) is not None]
+        if given:
+            raise CliError(f"{' '.join(given)} would be ignored: the agent executes its own actions; "
+                           "add --controller pd")
     return Planner(model, spec, PlannerConfig(method=method, **settings))
 
 
@@ -224,10 +229,6 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.wall_cost is not None and args.goal_distance != "geodesic":
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
-    if args.pd_gains and (args.controller or planner_preset(args.method, args.maze).get("controller")) != "pd":
-        raise CliError("--pd-gains would be ignored: the agent executes its own actions; add --controller pd")
-    if args.pos_velocity_window is not None and args.pos_velocity != "smooth" and not goal_pd:
-        raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
     if args.plans_only:
         acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity",
                                                            "pos_velocity_window", "hold_radius")

@@ -79,13 +79,37 @@ PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def planner_preset(method: str, maze: str) -> dict[str, Any]:
-    """The preset planner settings (a copy) of ``method`` on ``maze`` (Multi2D uses its maze's)."""
+# Position-only models (``--channels pos``, the main: README's v1.5 recipe) have no actions: PD follows their plans,
+# replanning every 50 steps (the main: code's open_loop_horizon with PD), with the velocity the plan implies over
+# +-10 frames, and each plan ends at its closest approach to the goal within 0.5 (the goal radius), held at rest.
+# Scales chosen on held-out seeds 1000-1029 with seed 0's 8,000-update models (twenty-seventh session, README
+# "position-only plans that stop at the goal"): df medium 0.02 (of 0.02 / 0.03: 125.1 / 117.6), large 0.03 (of
+# 0.02 / 0.03: 156.0 / 180.1); df_mcg medium 0.05 (of 0.01 / 0.02 / 0.05 / 0.1: 35.2 / 69.7 / 127.8 / 113.8),
+# large 0.1 (of 0.05 / 0.1 / 0.2: 151.4 / 189.0 / 147.8). Umaze was not tuned: it takes medium's.
+_POS = {"horizon": None, "replan_every": 50, "sampling_steps": 10, "stop_weight": 0.0, "controller": "pd",
+        "pos_velocity": "smooth", "pos_velocity_window": 10, "hold_radius": 0.5}
+POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "df_mcg": {"umaze": {**_POS, "mc_samples": 4, "guidance_scale": 0.05},
+               "medium": {**_POS, "mc_samples": 4, "guidance_scale": 0.05},
+               "large": {**_POS, "mc_samples": 4, "guidance_scale": 0.1}},
+    "df": {"umaze": {**_POS, "mc_samples": 1, "guidance_scale": 0.02},
+           "medium": {**_POS, "mc_samples": 1, "guidance_scale": 0.02},
+           "large": {**_POS, "mc_samples": 1, "guidance_scale": 0.03}},
+}
+
+
+def planner_preset(method: str, maze: str, channels: str = "full") -> dict[str, Any]:
+    """The preset planner settings (a copy) of ``method`` on ``maze`` (Multi2D uses its maze's) for a model whose
+    tokens hold ``channels`` ("full", or "pos": position-only, ``POS_PLANNER_PRESETS``)."""
     maze = maze.removeprefix("multi-")
     if method not in PLANNER_PRESETS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(PLANNER_PRESETS)}")
     if maze not in MAZES:
         raise ValueError(f"unknown maze {maze!r}; choose one of {MAZES}")
+    if channels not in ("full", "pos"):
+        raise ValueError(f"unknown channels {channels!r}; choose full or pos")
+    if channels == "pos" and method in POS_PLANNER_PRESETS:
+        return dict(POS_PLANNER_PRESETS[method][maze])
     return dict(PLANNER_PRESETS[method][maze])
 
 
