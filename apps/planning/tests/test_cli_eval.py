@@ -272,6 +272,8 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert "add that" in capsys.readouterr().err and not (tmp_path / "ev7").exists()
     assert main([*common, "--out", str(tmp_path / "ev8"), "--hold-radius", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["hold_radius"] == 0.5
+    assert main([*common, "--out", str(tmp_path / "ev8b"), "--hold-radius", "0"]) == 0  # off: follow whole plans
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["hold_radius"] is None
     assert main([*common, "--out", str(tmp_path / "ev9"), "--hold-radius", "0.5", "--plans-only"]) == 2
     assert "--hold-radius would be ignored" in capsys.readouterr().err
     full = tmp_path / "full"

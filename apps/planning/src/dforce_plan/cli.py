@@ -176,13 +176,15 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("hold_radius") == 0:  # --hold-radius 0: follow the whole plan (the position-only preset holds)
+        settings["hold_radius"] = None
     if overrides.get("pos_velocity_window") is not None and settings.get("pos_velocity") != "smooth":
         raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
     if spec.channels == "pos" and settings.get("controller") != "pd":
         raise CliError("a position-only model (--channels pos) plans no actions to execute; drop --controller actions "
                        "(its plans are followed with --controller pd)")
     if settings.get("controller") != "pd":
-        given = [f"--{k.replace('_', '-')}" for k in ("hold_radius", "pd_gains") if overrides.get(k) is not None]
+        given = [f"--{k.replace('_', '-')}" for k in ("hold_radius", "pd_gains") if overrides.get(k)]
         if given:
             raise CliError(f"{' '.join(given)} would be ignored: the agent executes its own actions; "
                            "add --controller pd")
@@ -197,7 +199,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
             "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window,
-            "hold_radius": args.hold_radius}
+            "hold_radius": args.hold_radius}  # 0 = off, mapped in build_planner
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -465,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--hold-radius", dest="hold_radius", type=float, metavar="R",
                     help="PD only: each plan ends where it comes closest to the goal during its first visit within "
                          "R world units of it, and PD holds that frame at rest (as Diffuser holds its last state; paper App. B.5: any time step can be "
-                         "the final step). Default: follow the whole plan")
+                         "the final step). 0: follow the whole plan (the default, except for position-only models, "
+                         "whose preset is 0.5)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")
