@@ -257,7 +257,7 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert {k: result["planner"][k] for k in ("pos_velocity", "pos_velocity_window", "hold_radius",
                                               "guidance_scale")} == {"pos_velocity": "smooth",
                                                                      "pos_velocity_window": 10, "hold_radius": 0.5,
-                                                                     "guidance_scale": 0.05}
+                                                                     "guidance_scale": 1.0}
     assert result["model"]["channels"] == "pos" and result["episodes"] == 2
     assert main([*common, "--out", str(tmp_path / "ev2"), "--controller", "actions"]) == 2
     assert "--controller pd" in capsys.readouterr().err
