@@ -463,12 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "central difference over +-W frames / dt (smooth, W = --pos-velocity-window; the stop term "
                          "reads the same speed)")
     ev.add_argument("--pos-velocity-window", dest="pos_velocity_window", type=int,
-                    help="with --pos-velocity smooth: frames each side of the central difference (default 5)")
+                    help="with --pos-velocity smooth: frames each side of the central difference (default 5; the "
+                         "position-only preset uses 10)")
     ev.add_argument("--hold-radius", dest="hold_radius", type=float, metavar="R",
                     help="PD only: each plan ends where it comes closest to the goal during its first visit within "
-                         "R world units of it, and PD holds that frame at rest (as Diffuser holds its last state; paper App. B.5: any time step can be "
-                         "the final step). 0: follow the whole plan (the default, except for position-only models, "
-                         "whose preset is 0.5)")
+                         "R world units of it, and PD holds that frame at rest (as Diffuser holds its last state; "
+                         "paper App. B.5: any time step can be the final step). 0: follow the whole plan (the "
+                         "default, except for position-only models, whose preset is 0.5)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

@@ -192,9 +192,9 @@ class GoalReward:
     arrival within r on (0 before): a plan that passes the goal behind a wall is not slowed, and a plan that
     arrives is asked to stay for the rest of the horizon. A position-only model (``channels="pos"``) plans no
     velocities: v is then the plan's own step over the env's time step, (p_t - p_{t-1}) / 0.01 s, the first step
-    from the context position, or with ``speed_window`` w its central difference over +-w frames. s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed:
-    |v| has a kink at rest, where the plans that stay at the goal live, and its gradient direction would flip on
-    float noise there.
+    from the context position, or with ``speed_window`` w its central difference over +-w frames.
+    s(v) = sqrt(|v|^2 + eps^2) - eps is a smooth speed: |v| has a kink at rest, where the plans that stay at the
+    goal live, and its gradient direction would flip on float noise there.
 
     ``weighting`` says how the per-frame costs are summed: ``"horizon"`` (default) sums the frames inside the
     horizon (``steps``); ``"paper"`` is the ``paper:`` code's weighting behind Table 1: ``episode_steps`` times
@@ -516,11 +516,6 @@ class GoalPD(Planner):
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
-
-    @property
-    def velocity_window(self) -> int:
-        """Frames each side of a position-only plan's smoothed velocity (0: the plain step)."""
-        return self.config.pos_velocity_window if self.config.pos_velocity == "smooth" else 0
 
     def horizon_steps(self, steps_left: int) -> int:
         """One step: the goal, held for the rest of the episode."""
