@@ -171,7 +171,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
         raise CliError("--device cuda but no CUDA device is available")
     model, spec = load_model(ckpt)
     model.to(device)
-    settings = planner_preset(method, maze, spec.channels if spec.kind == "df" else "full")
+    settings = planner_preset(method, maze, spec.channels)  # methods without position-only presets keep theirs
     if (overrides.get("pos_velocity"), overrides.get("pos_velocity_window")) != (None, None) and spec.channels != "pos":
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
