@@ -383,6 +383,14 @@ def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
     assert arrival_frames(pos, goals, 0.45).tolist() == [3, 6]  # the visit starts at frame 1 (0.4), closest 3
     assert arrival_frames(pos, goals, 0.08).tolist() == [3, 6]  # the visit is frame 3 alone
     assert arrival_frames(pos, goals, 1.0).tolist() == [5, 4]  # one visit from frame 0 on: the closest frames
+    # the start position counts as frame -1: outside R it changes nothing; inside, a plan that leaves at once ends
+    # at -1 (hold the start), one that stays inside continues the start's visit
+    far = np.array([[5.0, 0.0], [5.0, 0.0]])
+    assert arrival_frames(pos, goals, 0.3, start=far).tolist() == [3, 6]
+    near = np.array([[0.7, 0.0], [0.96, 0.0]])  # goal distances 0.3 and 0.04
+    assert arrival_frames(pos, goals, 0.45, start=near).tolist() == [-1, -1]  # both plans' frame 0 is outside
+    assert arrival_frames(pos, goals, 1.0, start=near).tolist() == [5, -1]  # row 1: the start is the closest
+    assert arrival_frames(pos, goals, 1.0, start=np.array([[0.5, 0.0], [0.2, 0.0]])).tolist() == [5, 4]
     model, spec = make_model(channels="pos")
     planner = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5), hold_radius=0.3))
     plan = Plan(positions=pos, velocities=np.full_like(pos, 0.5), actions=np.zeros_like(pos), t0=10,
@@ -396,13 +404,20 @@ def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
     assert np.allclose(planner.act(plan, obs, 13), want)
     # past the whole plan: the second holds its last frame at rest (as without hold_radius)
     assert np.allclose(planner.act(plan, obs, 30), pd(np.stack([pos[0, 2], pos[1, 5]]), np.zeros((2, 2))))
+    # end -1 (the ball started inside R and the plan leaves): hold the start position at rest from the first step
+    held = Plan(positions=pos, velocities=np.full_like(pos, 0.5), actions=np.zeros_like(pos), t0=10,
+                end=np.array([-1, 6]), start=near)
+    for t in (10, 12, 40):
+        want = pd(np.stack([near[0], pos[1, min(t - 10, 5)]]), np.array([[0.0, 0.0], [0.5 * (t < 16)] * 2]))
+        assert np.allclose(planner.act(held, obs, t), want)
     # without hold_radius the same plan is followed to its last frame
     plain = Planner(model, spec, PlannerConfig(controller="pd", pd_gains=(2.0, 0.5)))
     plan.end = None
     assert np.allclose(plain.act(plan, obs, 13), pd(pos[:, 3], np.full((2, 2), 0.5)))
     # planning fills `end` from the goals it was given
     real = planner.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0))
-    assert real.end.tolist() == arrival_frames(real.positions, GOALS, 0.3).tolist()
+    assert np.array_equal(real.start, OBS[:, :2])
+    assert real.end.tolist() == arrival_frames(real.positions, GOALS, 0.3, start=OBS[:, :2]).tolist()
     assert plain.plan(OBS, GOALS, 25, generator=torch.Generator().manual_seed(0)).end is None
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="hold_radius must be"):

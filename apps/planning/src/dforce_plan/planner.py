@@ -82,16 +82,21 @@ def planned_steps(start: Tensor, pos: Tensor, per_second: bool = False, window: 
     return steps / TIMESTEP  # (N, L, 2) world units per second
 
 
-def arrival_frames(positions: np.ndarray, goals: np.ndarray, radius: float) -> np.ndarray:
+def arrival_frames(positions: np.ndarray, goals: np.ndarray, radius: float,
+                   start: np.ndarray | None = None) -> np.ndarray:
     """(B,) frame where each plan (B, L, 2) ends: its closest approach to its goal (B, 2) during its first visit
-    within ``radius`` (the first run of frames inside); L when it never arrives."""
-    dist = np.linalg.norm(positions - goals[:, None, :], axis=-1)  # (B, L)
-    inside = dist <= radius  # (B, L)
+    within ``radius`` (the first run of frames inside); L when it never arrives. With ``start`` (B, 2), the
+    position the plan starts from counts as frame -1: a ball already inside whose plan leaves is held where it is."""
+    if start is not None:
+        positions = np.concatenate([np.asarray(start, dtype=np.float64)[:, None, :], positions], axis=1)  # (B, 1+L, 2)
+    dist = np.linalg.norm(positions - goals[:, None, :], axis=-1)  # (B, L')
+    inside = dist <= radius  # (B, L')
     first = np.where(inside.any(axis=1), inside.argmax(axis=1), positions.shape[1])  # (B,)
-    after = np.arange(positions.shape[1])[None, :] >= first[:, None]  # (B, L)
-    visit = inside & (np.cumsum(after & ~inside, axis=1) == 0) & after  # (B, L): the first run inside
+    after = np.arange(positions.shape[1])[None, :] >= first[:, None]  # (B, L')
+    visit = inside & (np.cumsum(after & ~inside, axis=1) == 0) & after  # (B, L'): the first run inside
     closest = np.where(visit, dist, np.inf).argmin(axis=1)  # (B,)
-    return np.where(inside.any(axis=1), closest, positions.shape[1])  # (B,)
+    frames = np.where(inside.any(axis=1), closest, positions.shape[1])  # (B,)
+    return frames if start is None else frames - 1  # (B,): -1 = hold the start position
 
 
 @dataclass
@@ -340,6 +345,7 @@ class Plan:
     seconds: float = 0.0
     tokens: Tensor | None = field(default=None, repr=False)  # (B, 1 + H, D) normalised, context first
     end: np.ndarray | None = None  # (B,) int: frame where each plan ends (PD holds it from there; None: L)
+    start: np.ndarray | None = None  # (B, 2): the observed position it was planned from (held when end is -1)
 
     @property
     def length(self) -> int:
@@ -463,7 +469,9 @@ class Planner:
                     actions=act.cpu().numpy().astype(np.float64),
                     t0=t0, seconds=seconds, tokens=x.detach())
         if self.config.hold_radius is not None:
-            plan.end = arrival_frames(plan.positions, np.asarray(goals, dtype=np.float64), self.config.hold_radius)
+            plan.start = np.asarray(obs, dtype=np.float64)[:, :2].copy()
+            plan.end = arrival_frames(plan.positions, np.asarray(goals, dtype=np.float64), self.config.hold_radius,
+                                      start=plan.start)
         return plan
 
     def act(self, plan: Plan, obs: np.ndarray, t: int) -> np.ndarray:
@@ -479,7 +487,9 @@ class Planner:
         held = k >= end  # (B,): past a plan's end PD holds its final frame at rest (Diffuser, past its last state)
         frame = np.where(held, np.minimum(end, last), min(k, last))  # (B,): hold_radius: the arrival frame
         rows = np.arange(b)
-        p_ref = plan.positions[rows, frame]  # (B, 2)
+        p_ref = plan.positions[rows, np.maximum(frame, 0)]  # (B, 2)
+        if plan.start is not None:  # end -1: the ball was already at the goal and the plan leaves: hold the start
+            p_ref = np.where((frame < 0)[:, None], plan.start, p_ref)  # (B, 2)
         v_ref = np.where(held[:, None], 0.0, plan.velocities[rows, frame])  # (B, 2)
         a = kp * (p_ref - obs[:, :2]) + kd * (v_ref - obs[:, 2:])
         return np.clip(a, -1.0, 1.0)
