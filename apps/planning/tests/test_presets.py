@@ -6,8 +6,8 @@ from dforce_plan.presets import MAZES, PLANNER_PRESETS, POS_PLANNER_PRESETS, pla
 
 def test_position_only_presets_follow_plans_with_pd_and_hold_them():
     """A position-only model's preset: PD, replan every 50, smoothed velocity, plans held at the goal."""
-    assert planner_preset("df", "large", "pos")["guidance_scale"] == 0.03
-    assert planner_preset("df", "multi-medium", "pos")["guidance_scale"] == 0.02  # Multi2D uses its maze's
+    assert planner_preset("df", "large", "pos")["guidance_scale"] == 0.05
+    assert planner_preset("df", "multi-medium", "pos")["guidance_scale"] == 0.1  # Multi2D uses its maze's
     assert planner_preset("df_mcg", "large", "pos")["guidance_scale"] == 0.1
     for method in POS_PLANNER_PRESETS:
         for maze in MAZES:
@@ -20,6 +20,6 @@ def test_position_only_presets_follow_plans_with_pd_and_hold_them():
     # methods without position-only settings keep theirs; the preset is a copy
     assert planner_preset("diffuser", "umaze", "pos") == PLANNER_PRESETS["diffuser"]["umaze"]
     planner_preset("df", "large", "pos")["guidance_scale"] = 9.0
-    assert POS_PLANNER_PRESETS["df"]["large"]["guidance_scale"] == 0.03
+    assert POS_PLANNER_PRESETS["df"]["large"]["guidance_scale"] == 0.05
     with pytest.raises(ValueError, match="unknown channels"):
         planner_preset("df", "large", "xy")

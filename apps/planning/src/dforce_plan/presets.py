@@ -82,21 +82,23 @@ PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # Position-only models (``--channels pos``, the main: README's v1.5 recipe) have no actions: PD follows their plans,
 # replanning every 50 steps (the main: code's open_loop_horizon with PD), with the velocity the plan implies over
 # +-10 frames, and each plan ends at its closest approach to the goal within 0.5 (the goal radius), held at rest.
-# Scales chosen on held-out seeds 1000-1029 with seed 0's 8,000-update models (twenty-seventh session, README
-# "position-only plans that stop at the goal"): df medium 0.02 (of 0.02 / 0.03: 125.1 / 117.6), large 0.03 (of
-# 0.02 / 0.03: 156.0 / 180.1); df_mcg medium 0.05 (of 0.01 / 0.02 / 0.05 / 0.1: 35.2 / 69.7 / 127.8 / 113.8),
-# large 0.1 (of 0.05 / 0.1 / 0.2: 151.4 / 189.0 / 147.8). Umaze with seed 0's 4,000-update model: df 0.1 (of
-# 0.02 / 0.05 / 0.1 / 0.2 / 0.3: 78.6 / 116.1 / 122.5 / 121.9 / 112.8), df_mcg 1.0 (of 0.1 / 0.3 / 1.0: 107.7 /
-# 131.2 / 132.4). Every sweep: README, docs/results/2026-12-06_pos_hold_heldout.md.
+# Scales chosen on held-out seeds 1000-1029 with seed 0's 8,000-update models, by the mean of the single-task and
+# Multi2D scores, after the twenty-eighth session's hold (a ball already at the goal counts as the plan's frame -1;
+# README "position-only plans that stop at the goal"): df medium 0.1 (of 0.02 / 0.03 / 0.05 / 0.1 / 0.2: 137.0 /
+# 147.8 / 161.8 / 167.2 / 141.6), large 0.05 (of 0.03 / 0.05 / 0.1: 172.7 / 178.8 / 130.0); df_mcg medium 0.2 (of
+# 0.1 / 0.2 / 0.5: 159.3 / 167.0 / 143.1), large 0.1 (of 0.1 / 0.2: 177.6 / 154.1). Umaze (twenty-seventh session,
+# single task, seed 0's 4,000-update model; its ball already held the goal): df 0.1 (of 0.02 / 0.05 / 0.1 / 0.2 /
+# 0.3: 78.6 / 116.1 / 122.5 / 121.9 / 112.8), df_mcg 1.0 (of 0.1 / 0.3 / 1.0: 107.7 / 131.2 / 132.4). Every sweep:
+# docs/results/2026-12-06_pos_hold_heldout.md.
 _POS = {"horizon": None, "replan_every": 50, "sampling_steps": 10, "stop_weight": 0.0, "controller": "pd",
         "pos_velocity": "smooth", "pos_velocity_window": 10, "hold_radius": 0.5}
 POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "df_mcg": {"umaze": {**_POS, "mc_samples": 4, "guidance_scale": 1.0},
-               "medium": {**_POS, "mc_samples": 4, "guidance_scale": 0.05},
+               "medium": {**_POS, "mc_samples": 4, "guidance_scale": 0.2},
                "large": {**_POS, "mc_samples": 4, "guidance_scale": 0.1}},
     "df": {"umaze": {**_POS, "mc_samples": 1, "guidance_scale": 0.1},
-           "medium": {**_POS, "mc_samples": 1, "guidance_scale": 0.02},
-           "large": {**_POS, "mc_samples": 1, "guidance_scale": 0.03}},
+           "medium": {**_POS, "mc_samples": 1, "guidance_scale": 0.1},
+           "large": {**_POS, "mc_samples": 1, "guidance_scale": 0.05}},
 }
 
 
