@@ -22,6 +22,9 @@ finished; unfinished evaluations are listed as such. It only calls the ``dforce-
     python tools/bench/plan_gpu.py --smoke --out /tmp/plan_smoke               # minutes on a CPU
     python tools/bench/plan_gpu.py --df-train-args "--loss-weighting constant --action-std 2 2" \
         --df-eval-args "--guidance-form paper --guidance-scale 10"                  # the paper: branch's recipe
+    python tools/bench/plan_gpu.py --df-train-args "--channels pos --loss-weighting constant"
+        # position-only plans (the main: v1.5 recipe): eval follows them with PD and the position-only preset
+        # (hold at the goal, scales tuned on the CPU box's tiny models: pass --df-eval-args to re-tune)
 """
 
 from __future__ import annotations
