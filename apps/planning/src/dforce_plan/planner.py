@@ -487,10 +487,11 @@ class Planner:
         held = k >= end  # (B,): past a plan's end PD holds its final frame at rest (Diffuser, past its last state)
         frame = np.where(held, np.minimum(end, last), min(k, last))  # (B,): hold_radius: the arrival frame
         rows = np.arange(b)
-        p_ref = plan.positions[rows, np.maximum(frame, 0)]  # (B, 2)
+        frame0 = np.maximum(frame, 0)  # (B,): frame -1 (hold the start) reads frame 0, replaced below
+        p_ref = plan.positions[rows, frame0]  # (B, 2)
         if plan.start is not None:  # end -1: the ball was already at the goal and the plan leaves: hold the start
             p_ref = np.where((frame < 0)[:, None], plan.start, p_ref)  # (B, 2)
-        v_ref = np.where(held[:, None], 0.0, plan.velocities[rows, frame])  # (B, 2)
+        v_ref = np.where(held[:, None], 0.0, plan.velocities[rows, frame0])  # (B, 2)
         a = kp * (p_ref - obs[:, :2]) + kd * (v_ref - obs[:, 2:])
         return np.clip(a, -1.0, 1.0)
 

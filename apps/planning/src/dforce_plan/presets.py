@@ -84,7 +84,7 @@ PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # +-10 frames, and each plan ends at its closest approach to the goal within 0.5 (the goal radius), held at rest.
 # Scales chosen on held-out seeds 1000-1029 with seed 0's 8,000-update models, by the mean of the single-task and
 # Multi2D scores, after the twenty-eighth session's hold (a ball already at the goal counts as the plan's frame -1;
-# README "position-only plans that stop at the goal"): df medium 0.1 (of 0.02 / 0.03 / 0.05 / 0.1 / 0.2: 137.0 /
+# README "the hold fixed"): df medium 0.1 (of 0.02 / 0.03 / 0.05 / 0.1 / 0.2: 137.0 /
 # 147.8 / 161.8 / 167.2 / 141.6), large 0.05 (of 0.03 / 0.05 / 0.1: 172.7 / 178.8 / 130.0); df_mcg medium 0.2 (of
 # 0.1 / 0.2 / 0.5: 159.3 / 167.0 / 143.1), large 0.1 (of 0.1 / 0.2: 177.6 / 154.1). Umaze (twenty-seventh session,
 # single task, seed 0's 4,000-update model; its ball already held the goal): df 0.1 (of 0.02 / 0.05 / 0.1 / 0.2 /
