@@ -276,6 +276,19 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["hold_radius"] is None
     assert main([*common, "--out", str(tmp_path / "ev9"), "--hold-radius", "0.5", "--plans-only"]) == 2
     assert "--hold-radius would be ignored" in capsys.readouterr().err
+    # --stall-decay: replans at 0, 100, 200; a ball that moved < 5 units between them (every one) and is not
+    # within 0.5 of its goal has its guidance halved each time
+    assert main([*common, "--out", str(tmp_path / "ev11"), "--stall-decay", "0.5", "--stall-distance", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert (result["planner"]["stall_decay"], result["planner"]["stall_distance"]) == (0.5, 5.0)
+    episodes = [json.loads(line) for line in next((tmp_path / "ev11").glob("*_episodes.jsonl")).read_text().splitlines()]
+    weights = np.array([e["guidance_weight"] for e in episodes])
+    assert set(weights.tolist()) <= {1.0, 0.5, 0.25} and result["stalled_frac"] == pytest.approx((weights < 1).mean())
+    assert all(e["guidance_weight"] == 0.25 for e in episodes if not e["success"])
+    assert main([*common, "--out", str(tmp_path / "ev12"), "--stall-distance", "0.3"]) == 2
+    assert "--stall-distance would be ignored" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "ev13"), "--stall-decay", "0.5", "--plans-only"]) == 2
+    assert "--stall-decay would be ignored" in capsys.readouterr().err
     full = tmp_path / "full"
     assert main(["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
                  "--out", str(full), "--steps", "1", "--size", "tiny"]) == 0

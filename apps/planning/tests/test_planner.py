@@ -424,3 +424,60 @@ def test_hold_radius_ends_each_plan_at_its_arrival_and_pd_holds_it(make_model):
             PlannerConfig(controller="pd", hold_radius=bad)
     with pytest.raises(ValueError, match="controller='pd'"):
         PlannerConfig(controller="actions", hold_radius=0.5)
+
+
+def test_goal_reward_row_weights_scale_each_goals_reward(make_model):
+    """row_weights (B,) multiply each goal's reward, Monte Carlo replicas (row b*R + r) included."""
+    model, spec = make_model()
+    norm = spec.normalizer()
+    goals = torch.tensor([[1.0, 1.0], [2.0, 3.0]])
+    x = torch.randn(6, 3, 60)  # 2 goals x 3 replicas
+    plain = GoalReward(goals, norm, 10, steps=15)(x)
+    w = torch.tensor([0.25, 2.0])
+    weighted = GoalReward(goals, norm, 10, steps=15, row_weights=w)(x)
+    assert torch.allclose(weighted, plain * torch.tensor([0.25] * 3 + [2.0] * 3), atol=1e-5)
+    with pytest.raises(ValueError, match="one weight per goal"):
+        GoalReward(goals, norm, 10, steps=15, row_weights=torch.ones(3))
+
+
+@pytest.mark.parametrize("method", ["df", "df_mcg"])
+def test_guidance_weights_act_as_a_per_env_guidance_scale(make_model, method):
+    """A plan with guidance weights w equals, row by row, the plan at guidance scale w * s (the classifier form is
+    linear in the scale); weights of 1 are the plain plan bit for bit."""
+    model, spec = make_model(channels="pos")
+    kw = dict(method=method, controller="pd", mc_samples=2, sampling_steps=3)
+    planner = Planner(model, spec, PlannerConfig(guidance_scale=0.4, **kw))
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    plain = planner.plan(OBS, GOALS, 25, generator=gen())
+    ones = planner.plan(OBS, GOALS, 25, generator=gen(), guidance_weights=np.ones(3))
+    assert np.array_equal(plain.positions, ones.positions)
+    mixed = planner.plan(OBS, GOALS, 25, generator=gen(), guidance_weights=np.array([1.0, 0.25, 1.0]))
+    quarter = Planner(model, spec, PlannerConfig(guidance_scale=0.1, **kw)).plan(OBS, GOALS, 25, generator=gen())
+    assert np.allclose(mixed.positions[[0, 2]], plain.positions[[0, 2]], atol=1e-4)
+    assert np.allclose(mixed.positions[1], quarter.positions[1], atol=1e-4)
+    assert not np.allclose(mixed.positions[1], plain.positions[1], atol=1e-2)
+    with pytest.raises(ValueError, match="guidance_weights must be"):
+        planner.plan(OBS, GOALS, 25, guidance_weights=np.ones(2))
+
+
+def test_stall_weights_by_hand(make_model):
+    """stall_decay: a ball that moved < stall_distance since the last replan, outside the goal's 0.5, has its
+    episode's guidance weight multiplied by the decay; one that moved, or sits at the goal, keeps it."""
+    model, spec = make_model(channels="pos")
+    planner = Planner(model, spec, PlannerConfig(controller="pd", stall_decay=0.1, stall_distance=0.2))
+    last = np.array([[3.0, 1.0], [3.0, 1.0], [1.1, 1.0], [2.0, 2.0]])
+    obs = np.array([[3.1, 1.0, 0, 0],  # moved 0.1, 2.1 from its goal: stalled
+                    [3.3, 1.0, 0, 0],  # moved 0.3: not stalled
+                    [1.15, 1.0, 0, 0],  # moved 0.05 but 0.15 from its goal: held there, not stalled
+                    [2.0, 2.19, 0, 0]])  # moved 0.19, 1.19 from its goal: stalled
+    goals = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    w = planner.stall_weights(np.array([1.0, 1.0, 1.0, 0.1]), last, obs, goals)
+    assert np.allclose(w, [0.1, 1.0, 1.0, 0.01])
+    off = Planner(model, spec, PlannerConfig(controller="pd"))
+    assert np.array_equal(off.stall_weights(np.ones(4), last, obs, goals), np.ones(4))
+    for bad in (1.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="stall_decay must be"):
+            PlannerConfig(stall_decay=bad)
+    for bad in (0.0, float("inf")):
+        with pytest.raises(ValueError, match="stall_distance must be"):
+            PlannerConfig(stall_decay=0.5, stall_distance=bad)

@@ -199,7 +199,8 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
             "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window,
-            "hold_radius": args.hold_radius}  # 0 = off, mapped in build_planner
+            "hold_radius": args.hold_radius,  # 0 = off, mapped in build_planner
+            "stall_decay": args.stall_decay, "stall_distance": args.stall_distance}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -215,7 +216,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"checkpoint {args.ckpt} does not exist; train one with `dforce-plan train`")
     overrides = _planner_overrides(args)
     planning = ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "wall_cost",
-                "mc_samples", "horizon", "guidance_form")
+                "mc_samples", "horizon", "guidance_form", "stall_decay", "stall_distance")
     unused = {"diffuser": planning, "df": ("mc_samples",),
               "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity",
                           "pos_velocity_window", "hold_radius")}.get(args.method, ())
@@ -229,11 +230,13 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
     from .presets import planner_preset
 
+    if args.stall_distance is not None and args.stall_decay is None:
+        raise CliError("--stall-distance would be ignored: it defines a stall for --stall-decay; add that")
     if args.wall_cost is not None and args.goal_distance != "geodesic":
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.plans_only:
         acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity",
-                                                           "pos_velocity_window", "hold_radius")
+                                                           "pos_velocity_window", "hold_radius", "stall_decay")
                   if overrides[k] is not None]
         if acting:
             raise CliError(f"{' '.join(acting)} would be ignored: --plans-only samples the first plans and never acts")
@@ -470,6 +473,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "R world units of it, and PD holds that frame at rest (as Diffuser holds its last state; "
                          "paper App. B.5: any time step can be the final step). 0: follow the whole plan (the "
                          "default, except for position-only models, whose preset is 0.5)")
+    ev.add_argument("--stall-decay", dest="stall_decay", type=float, metavar="F",
+                    help="not in the paper: when a replan finds the ball stalled off the goal (moved less than "
+                         "--stall-distance since the last replan: pinned against a wall by a plan through it), "
+                         "multiply that episode's guidance by F for the rest of it, so its plans lean on the model's "
+                         "prior (default off)")
+    ev.add_argument("--stall-distance", dest="stall_distance", type=float, metavar="D",
+                    help="with --stall-decay: world units a ball must move between replans not to count as "
+                         "stalled (default 0.2)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

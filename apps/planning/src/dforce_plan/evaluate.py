@@ -179,11 +179,16 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
     plan_paths: list[list[np.ndarray]] = [[] for _ in range(show)]
     replan_s: list[float] = []
     plan = None
+    weights, last = np.ones(n), obs[:, :2].copy()  # (n,) guidance weights (stall_decay), positions at the last replan
     t_start = time.perf_counter()
     for t in tqdm(range(horizon), desc=f"eval {planner.config.method} {cfg.env_id}", disable=not cfg.progress,
                   dynamic_ncols=True):
         if planner.needs_replan(plan, t):
-            plan = planner.plan(obs, goals, horizon - t, t0=t, generator=gen)
+            if plan is not None:
+                weights = planner.stall_weights(weights, last, obs, goals)
+            last = obs[:, :2].copy()
+            plan = planner.plan(obs, goals, horizon - t, t0=t, generator=gen,
+                                guidance_weights=None if planner.config.stall_decay is None else weights)
             replan_s.append(plan.seconds)
             for i in range(show):
                 plan_paths[i].append(np.concatenate([obs[i : i + 1, :2], plan.positions[i]]))
@@ -216,6 +221,8 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         # the ball's speed (world units/s) on the steps it ends inside the goal, and how many of them are slow
         # enough to stay (< 0.5 units/s): the walk data never stops, so a planner that imitates it passes through
         **goal_speed.summary(),
+        # stall_decay: the share of episodes whose guidance was cut at least once (the ball stalled off the goal)
+        "stalled_frac": float((weights < 1.0).mean()),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": None if planner.spec is None else planner.spec.to_dict(),
@@ -238,6 +245,7 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
                                     "score": float(scores[i]), "success": bool(success[i]),
                                     "first_reach": int(first_reach[i]),
                                     "hold": None if np.isnan(hold[i]) else float(hold[i]),
+                                    "guidance_weight": float(weights[i]),
                                     "start": starts[i].tolist(),
                                     "goal": goals[i].tolist()}) + "\n")
         if show:

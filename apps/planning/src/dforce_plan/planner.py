@@ -42,6 +42,8 @@ from .model import ModelSpec
 from .presets import EPISODE_STEPS
 from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
+GOAL_RADIUS = 0.5  # world units: maze2d's sparse reward pays within this distance of the goal (D4RL)
+
 METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
@@ -128,6 +130,12 @@ class PlannerConfig:
     # units), and PD then holds that frame at rest, as Diffuser holds its last planned state (None: follow the whole
     # plan). Paper App. B.5: the reward sums the distance over every frame "so any time step can be the final step".
     hold_radius: float | None = None
+    # A ball stalled between two replans (moved less than stall_distance world units while outside the goal's
+    # 0.5 radius: pinned against a wall by a plan through it) gets its episode's guidance multiplied by stall_decay
+    # for the rest of the episode, so its next plans lean on the model's prior, which keeps to the corridors
+    # (None: off, the paper's planner). Not in the paper; map-free (it reads the ball's own positions only).
+    stall_decay: float | None = None
+    stall_distance: float = 0.2
     use_cache: bool = True  # KV cache for the context (DF only)
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
@@ -168,6 +176,11 @@ class PlannerConfig:
         if self.hold_radius is not None and self.controller != "pd":
             raise ValueError("hold_radius ends a plan where PD holds it; the agent executes its own actions "
                              "(controller='actions'): use controller='pd'")
+        if self.stall_decay is not None and not 0.0 <= float(self.stall_decay) < 1.0:
+            raise ValueError(f"stall_decay must be in [0, 1) (the guidance factor per stall) or None, "
+                             f"got {self.stall_decay!r}")
+        if not (math.isfinite(float(self.stall_distance)) and self.stall_distance > 0):
+            raise ValueError(f"stall_distance must be a distance > 0 (world units), got {self.stall_distance!r}")
         if self.sampling_steps < 1:
             raise ValueError(f"sampling_steps must be >= 1, got {self.sampling_steps}")
         self.pd_gains = tuple(float(g) for g in self.pd_gains)  # type: ignore[assignment]
@@ -215,8 +228,12 @@ class GoalReward:
                  stop_where: str = "near", fields: Tensor | None = None,
                  field_grid: tuple[tuple[float, float], float] | None = None, wall_cost: float = 20.0,
                  weighting: str = "horizon", episode_steps: int | None = None, reaches_end: bool = True,
-                 channels: str = "full", speed_window: int = 0) -> None:
+                 channels: str = "full", speed_window: int = 0, row_weights: Tensor | None = None) -> None:
         self.channels, self.speed_window = channels, int(speed_window)
+        if row_weights is not None and row_weights.shape != (goals.shape[0],):
+            raise ValueError(f"row_weights must hold one weight per goal, shape ({goals.shape[0]},), "
+                             f"got {tuple(row_weights.shape)}")
+        self.row_weights = row_weights  # (B,) or None: each goal's reward is scaled by its weight
         if weighting not in REWARD_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {REWARD_WEIGHTINGS}, got {weighting!r}")
         if (weighting == "paper") != (episode_steps is not None):
@@ -273,9 +290,14 @@ class GoalReward:
             weight = torch.ones(cost.shape[1], dtype=cost.dtype, device=cost.device)  # (H*fs,) every planned frame
             if self.reaches_end:
                 weight[-1] = 0.0
-            return -self.episode_steps * (cost * weight).mean(dim=-1)  # (N,)
-        inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
-        return -(cost * inside).sum(dim=-1)  # (N,)
+            reward = -self.episode_steps * (cost * weight).mean(dim=-1)  # (N,)
+        else:
+            inside = (torch.arange(cost.shape[1], device=cost.device) < self.steps).to(cost.dtype)  # (H*fs,)
+            reward = -(cost * inside).sum(dim=-1)  # (N,)
+        if self.row_weights is not None:
+            w = self.row_weights.to(device=reward.device, dtype=reward.dtype)  # (B,)
+            reward = reward * w.repeat_interleave(reward.shape[0] // w.shape[0])  # (N,)
+        return reward
 
 
 class LoopMonteCarloGuidance(MonteCarloGuidance):
@@ -399,8 +421,9 @@ class Planner:
         h = min(int(steps_left), cap)
         return h if self.config.horizon is None else min(h, self.config.horizon)
 
-    def guidance(self, goals: Tensor, steps: int, steps_left: int | None = None):
-        """The guidance of a DF plan of ``steps`` steps with ``steps_left`` in the episode (None when the scale is 0)."""
+    def guidance(self, goals: Tensor, steps: int, steps_left: int | None = None, weights: Tensor | None = None):
+        """The guidance of a DF plan of ``steps`` steps with ``steps_left`` in the episode (None when the scale is 0);
+        ``weights`` (B,) scale each goal's reward (``stall_weights``)."""
         c = self.config
         if c.method == "diffuser" or c.guidance_scale == 0:
             return None
@@ -413,7 +436,7 @@ class Planner:
                             weighting="paper" if paper else "horizon",
                             episode_steps=self.episode_steps if paper else None,
                             reaches_end=steps_left is None or steps >= steps_left, channels=self.spec.channels,
-                            speed_window=self.velocity_window)
+                            speed_window=self.velocity_window, row_weights=weights)
         mc = c.mc_samples if c.method == "df_mcg" else 1
         cls = MonteCarloGuidance if c.batched_mcg else LoopMonteCarloGuidance
         return cls(reward, c.guidance_scale, num_samples=mc, form=c.guidance_form)
@@ -433,8 +456,9 @@ class Planner:
         return self._stacked[1], (GRID_ORIGIN, RESOLUTION)
 
     def plan(self, obs: np.ndarray, goals: np.ndarray, steps_left: int, t0: int = 0,
-             generator: torch.Generator | None = None) -> Plan:
-        """A plan for observations (B, 4) and goals (B, 2), world units, with ``steps_left`` in the episode."""
+             generator: torch.Generator | None = None, guidance_weights: np.ndarray | None = None) -> Plan:
+        """A plan for observations (B, 4) and goals (B, 2), world units, with ``steps_left`` in the episode;
+        ``guidance_weights`` (B,) scale each env's guidance (None: 1)."""
         obs_t = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
         goals_t = torch.as_tensor(np.asarray(goals), dtype=torch.float32, device=self.device)
         if obs_t.dim() != 2 or obs_t.shape[1] != OBS_DIM or goals_t.shape != (obs_t.shape[0], 2):
@@ -443,6 +467,11 @@ class Planner:
         ctx = context_token(self.normalizer.norm_obs(obs_t), fs, self.normalizer, self.spec.channels)  # (B, 1, D)
         steps = self.horizon_steps(steps_left)
         h = n_plan_tokens(steps, fs)
+        weights = None
+        if guidance_weights is not None:
+            weights = torch.as_tensor(np.asarray(guidance_weights), dtype=torch.float32, device=self.device)  # (B,)
+            if weights.shape != (obs_t.shape[0],):
+                raise ValueError(f"guidance_weights must be (B,) = ({obs_t.shape[0]},), got {tuple(weights.shape)}")
         start = time.perf_counter()
         if self.config.method == "diffuser":
             goal_state = torch.cat([self.normalizer.norm_pos(goals_t),
@@ -452,7 +481,8 @@ class Planner:
                        scheduling="full_sequence", generator=generator, device=self.device)
         else:
             x = sample(self.model, self.sampler, n_tokens=1 + h, context=ctx, chunk_size=None, scheduling="pyramid",
-                       uncertainty_scale=self.config.uncertainty_scale, guidance=self.guidance(goals_t, steps, steps_left),
+                       uncertainty_scale=self.config.uncertainty_scale,
+                       guidance=self.guidance(goals_t, steps, steps_left, weights),
                        use_cache=self.config.use_cache, generator=generator)
         seconds = time.perf_counter() - start
         obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
@@ -495,6 +525,18 @@ class Planner:
         a = kp * (p_ref - obs[:, :2]) + kd * (v_ref - obs[:, 2:])
         return np.clip(a, -1.0, 1.0)
 
+    def stall_weights(self, weights: np.ndarray, last: np.ndarray, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """Guidance weights (B,) after a replan interval from positions ``last`` (B, 2) to observations ``obs``
+        (B, 4): each env that stalled (``PlannerConfig.stall_decay``) has its weight multiplied by the decay."""
+        c = self.config
+        if c.stall_decay is None:
+            return weights
+        pos = np.asarray(obs, dtype=np.float64)[:, :2]  # (B, 2)
+        moved = np.linalg.norm(pos - last, axis=-1)  # (B,)
+        away = np.linalg.norm(pos - np.asarray(goals, dtype=np.float64), axis=-1)  # (B,)
+        stalled = (moved < c.stall_distance) & (away > GOAL_RADIUS)  # (B,): a ball held at the goal is not stalled
+        return np.where(stalled, weights * c.stall_decay, weights)
+
     def needs_replan(self, plan: Plan | None, t: int) -> bool:
         """Whether to plan at env step t."""
         if plan is None:
@@ -533,8 +575,8 @@ class GoalPD(Planner):
         return 1
 
     def plan(self, obs: np.ndarray, goals: np.ndarray, steps_left: int, t0: int = 0,
-             generator: torch.Generator | None = None) -> Plan:
-        """The goal as a one-step plan for observations (B, 4) and goals (B, 2)."""
+             generator: torch.Generator | None = None, guidance_weights: np.ndarray | None = None) -> Plan:
+        """The goal as a one-step plan for observations (B, 4) and goals (B, 2) (no guidance to weigh)."""
         obs, goals = np.asarray(obs, dtype=np.float64), np.asarray(goals, dtype=np.float64)
         if obs.ndim != 2 or obs.shape[1] != OBS_DIM or goals.shape != (obs.shape[0], 2):
             raise ValueError(f"plan expects obs (B, 4) and goals (B, 2), got {obs.shape}, {goals.shape}")
