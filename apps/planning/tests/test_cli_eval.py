@@ -285,6 +285,8 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     weights = np.array([e["guidance_weight"] for e in episodes])
     assert set(weights.tolist()) <= {1.0, 0.5, 0.25} and result["stalled_frac"] == pytest.approx((weights < 1).mean())
     assert all(e["guidance_weight"] == 0.25 for e in episodes if not e["success"])
+    assert main([*common, "--out", str(tmp_path / "ev11b"), "--stall-decay", "1"]) == 0  # 1: off
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["stall_decay"] is None
     assert main([*common, "--out", str(tmp_path / "ev12"), "--stall-distance", "0.3"]) == 2
     assert "--stall-distance would be ignored" in capsys.readouterr().err
     assert main([*common, "--out", str(tmp_path / "ev13"), "--stall-decay", "0.5", "--plans-only"]) == 2

@@ -178,6 +178,10 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
     settings.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("hold_radius") == 0:  # --hold-radius 0: follow the whole plan (the position-only preset holds)
         settings["hold_radius"] = None
+    if overrides.get("stall_decay") == 1:  # --stall-decay 1: never cut the guidance (large's position-only preset does)
+        settings["stall_decay"] = None
+    if overrides.get("stall_distance") is not None and settings.get("stall_decay") is None:
+        raise CliError("--stall-distance would be ignored: it defines a stall for --stall-decay, which is off; add that")
     if overrides.get("pos_velocity_window") is not None and settings.get("pos_velocity") != "smooth":
         raise CliError("--pos-velocity-window would be ignored: it is the window of --pos-velocity smooth; add that")
     if spec.channels == "pos" and settings.get("controller") != "pd":
@@ -230,8 +234,6 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
     from .presets import planner_preset
 
-    if args.stall_distance is not None and args.stall_decay is None:
-        raise CliError("--stall-distance would be ignored: it defines a stall for --stall-decay; add that")
     if args.wall_cost is not None and args.goal_distance != "geodesic":
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.plans_only:
@@ -477,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="not in the paper: when a replan finds the ball stalled off the goal (moved less than "
                          "--stall-distance since the last replan: pinned against a wall by a plan through it), "
                          "multiply that episode's guidance by F for the rest of it, so its plans lean on the model's "
-                         "prior (default off)")
+                         "prior (1: off; default off, except large's position-only preset: 0.5)")
     ev.add_argument("--stall-distance", dest="stall_distance", type=float, metavar="D",
                     help="with --stall-decay: world units a ball must move between replans not to count as "
                          "stalled (default 0.2)")
