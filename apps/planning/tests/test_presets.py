@@ -9,7 +9,8 @@ def test_position_only_presets_follow_plans_with_pd_and_hold_them():
     assert planner_preset("df", "large", "pos")["guidance_scale"] == 0.05
     assert planner_preset("df", "multi-medium", "pos")["guidance_scale"] == 0.1  # Multi2D uses its maze's
     assert planner_preset("df_mcg", "large", "pos")["guidance_scale"] == 0.1
-    assert planner_preset("df", "large", "pos")["stall_decay"] == 0.5  # large cuts a stalled ball's guidance
+    for method in ("df", "df_mcg"):  # large cuts a stalled ball's guidance
+        assert planner_preset(method, "large", "pos")["stall_decay"] == 0.5
     assert "stall_decay" not in planner_preset("df", "medium", "pos")  # off elsewhere (PlannerConfig: None)
     for method in POS_PLANNER_PRESETS:
         for maze in MAZES:
