@@ -42,8 +42,6 @@ from .model import ModelSpec
 from .presets import EPISODE_STEPS
 from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
-GOAL_RADIUS = 0.5  # world units: maze2d's sparse reward pays within this distance of the goal (D4RL)
-
 METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
@@ -528,6 +526,8 @@ class Planner:
     def stall_weights(self, weights: np.ndarray, last: np.ndarray, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """Guidance weights (B,) after a replan interval from positions ``last`` (B, 2) to observations ``obs``
         (B, 4): each env that stalled (``PlannerConfig.stall_decay``) has its weight multiplied by the decay."""
+        from dforce_datasets.maze2d.env import GOAL_RADIUS  # the sparse reward's radius (D4RL: 0.5)
+
         c = self.config
         if c.stall_decay is None:
             return weights
