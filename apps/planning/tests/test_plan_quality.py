@@ -59,6 +59,21 @@ def test_plan_metrics_by_hand():
     assert m["through_wall"].tolist() == [True] and m["reaches_clean"].tolist() == [True]
 
 
+def test_token_boundary_steps_by_hand():
+    starts = np.array([[0.0, 0.0], [0.0, 0.0]])
+    smooth = np.stack([np.arange(1, 7) * 0.1, np.zeros(6)], axis=-1)  # (6, 2): 0.1 a step throughout
+    torn = smooth.copy()
+    torn[3:, 0] += 0.5  # the second token (fs = 3) starts 0.6 after the first one's last frame
+    m = plan_metrics(starts, np.stack([smooth, torn]), np.array([[5.0, 5.0], [5.0, 5.0]]), BOXES, 0.5,
+                     frame_stack=3)
+    # boundary steps: into frames 0 and 3 (0.1, 0.1 / 0.1, 0.6); inner steps: into frames 1, 2, 4, 5
+    assert m["boundary_step"] == pytest.approx([0.1, 0.35])
+    assert m["inner_step"] == pytest.approx([0.1, 0.1])
+    assert "boundary_step" not in plan_metrics(starts, np.stack([smooth, torn]), starts, BOXES, 0.5)
+    with pytest.raises(ValueError, match="divide the planned steps 6"):
+        plan_metrics(starts, np.stack([smooth, torn]), starts, BOXES, 0.5, frame_stack=4)
+
+
 def test_the_walk_data_never_goes_through_a_wall(small_data):
     obs = small_data["observations"][:6000, :2].reshape(20, 300, 2)  # (20 windows, 300 steps, 2)
     assert not inside_walls(obs, BOXES).any()
@@ -71,8 +86,10 @@ def test_plan_quality_writes_files_and_is_seeded(tmp_path, make_model):
     a = plan_quality(planner, cfg, tmp_path)
     b = plan_quality(planner, cfg)
     assert a["plan_steps"] == 40 and a["episodes"] == 3
-    for key in ("through_wall", "wall_frac", "reaches", "reaches_clean", "end_dist", "end_geodesic"):
+    for key in ("through_wall", "wall_frac", "reaches", "reaches_clean", "end_dist", "end_geodesic",
+                "boundary_step", "inner_step"):
         assert a[key] == b[key]  # same seed, same plans
+    assert a["boundary_step"] > 0.0 and a["inner_step"] > 0.0
     rows = [json.loads(line) for line in (tmp_path / "plans_df_umaze_plans.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in rows] == [4, 5, 6]
     assert np.mean([r["through_wall"] for r in rows]) == pytest.approx(a["through_wall"])

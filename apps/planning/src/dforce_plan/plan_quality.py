@@ -42,10 +42,14 @@ def inside_walls(path: np.ndarray, boxes: np.ndarray, substeps: int = SUBSTEPS) 
 
 
 def plan_metrics(starts: np.ndarray, positions: np.ndarray, goals: np.ndarray, boxes: np.ndarray,
-                 goal_radius: float, geodesic=None) -> dict[str, np.ndarray]:
+                 goal_radius: float, geodesic=None, frame_stack: int | None = None) -> dict[str, np.ndarray]:
     """Per-plan measures for starts (B, 2), planned positions (B, L, 2), goals (B, 2) and wall boxes (n, 4).
 
-    ``geodesic(i, xy)``, when given, is the shortest-path distance to goal i at positions (..., 2).
+    ``geodesic(i, xy)``, when given, is the shortest-path distance to goal i at positions (..., 2). With
+    ``frame_stack`` fs, the plan's steps are split at its token boundaries: ``boundary_step`` is the median
+    step into a token's first frame (from the start, or the previous token's last frame), ``inner_step`` the
+    median step between frames of one token. A model whose tokens do not join up has the first well above the
+    second (the walk data moves about 0.035 units a step either way).
     """
     path = np.concatenate([starts[:, None], positions], axis=1)  # (B, L + 1, 2)
     walls = inside_walls(path, boxes)  # (B, L)
@@ -57,6 +61,14 @@ def plan_metrics(starts: np.ndarray, positions: np.ndarray, goals: np.ndarray, b
     clear = np.where(walls.any(1), walls.argmax(1), walls.shape[1])  # (B,) planned steps before the first wall
     out = {"through_wall": walls.any(1), "wall_frac": walls.mean(1), "steps_clear": clear, "reaches": reaches,
            "reaches_clean": reaches & ~crossed_before, "end_dist": dist[:, -1], "min_dist": dist.min(1)}
+    if frame_stack is not None:
+        if frame_stack < 2 or positions.shape[1] % frame_stack:
+            raise ValueError(f"frame_stack must be >= 2 and divide the planned steps {positions.shape[1]}, "
+                             f"got {frame_stack}")
+        steps = np.linalg.norm(np.diff(path, axis=1), axis=-1)  # (B, L): step k ends at planned frame k
+        first = np.arange(steps.shape[1]) % frame_stack == 0  # (L,): steps into a token's first frame
+        out["boundary_step"] = np.median(steps[:, first], axis=1)  # (B,)
+        out["inner_step"] = np.median(steps[:, ~first], axis=1)  # (B,)
     if geodesic is not None:
         out["end_geodesic"] = np.array([float(geodesic(i, positions[i, -1])) for i in range(len(positions))])
         out["start_geodesic"] = np.array([float(geodesic(i, starts[i])) for i in range(len(starts))])
@@ -85,7 +97,8 @@ def plan_quality(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None =
         if key not in fields:
             fields[key] = distance_field(task.maze, key)  # path length through the corridors
     geo = lambda i, xy: fields[(float(goals[i, 0]), float(goals[i, 1]))](xy)  # noqa: E731
-    per = plan_metrics(obs[:, :2], plan.positions, goals, layout.wall_boxes(), GOAL_RADIUS, geo)
+    per = plan_metrics(obs[:, :2], plan.positions, goals, layout.wall_boxes(), GOAL_RADIUS, geo,
+                       frame_stack=planner.spec.frame_stack)
     summary: dict[str, Any] = {"env_id": cfg.env_id, "method": planner.config.method, "episodes": n,
                                "seed": cfg.seed, "plan_steps": plan.length, "plan_s": seconds}
     for key, values in per.items():
