@@ -184,3 +184,29 @@ def test_plan_gpu_passes_the_df_recipe_to_df_commands_only(tmp_path):
     assert [row["method"] for row in bench.record["rows"]] == ["df_mcg", "df", "diffuser"]
     with pytest.raises(SystemExit):
         bench_mod.parse_args(["--df-eval-args", "--guidance-scale '10"])  # unbalanced quote: a usage error
+
+
+def test_pool_episodes_by_hand(tmp_path, capsys):
+    bench = _load("pool_episodes")
+    # two models, umaze single task: model 0 scores 100 on seeds 0-99 and 120 on 100-199, model 1 80 / 100 on the
+    # first half of each set and 90 / 110 on the second half
+    rows = {"umaze/df/single/model0": {"scores_seeds_0_99": [100.0] * 100, "scores_seeds_100_199": [120.0] * 100},
+            "umaze/df/single/model1": {"scores_seeds_0_99": [80.0] * 50 + [90.0] * 50,
+                                       "scores_seeds_100_199": [100.0] * 50 + [110.0] * 50}}
+    (row,) = bench.pool(rows)
+    assert row["per_model"] == pytest.approx([110.0, 95.0])
+    assert row["seeds_0_99"] == pytest.approx((92.5, 7.5))  # models 100 and 85: SE = |100 - 85| / 2
+    assert row["seeds_100_199"] == pytest.approx((112.5, 7.5))
+    assert row["pooled"] == pytest.approx((102.5, 7.5))
+    # per episode averaged over the models: 90 / 95 (seeds 0-99 halves), 110 / 115 (seeds 100-199 halves)
+    per_episode = np.array([90.0] * 50 + [95.0] * 50 + [110.0] * 50 + [115.0] * 50)
+    assert row["se_episodes"] == pytest.approx(per_episode.std(ddof=1) / np.sqrt(200))
+    assert row["paper_df"] == 116.7
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps(rows))
+    bench.main([str(path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "**102.5 ± 7.5**" in lines[2] and json.loads(lines[-1])["pooled"] == pytest.approx([102.5, 7.5])
+    rows["umaze/df/single/model1"]["scores_seeds_0_99"] = [1.0] * 99
+    with pytest.raises(ValueError, match="100 scores per set"):
+        bench.pool(rows)

@@ -1,0 +1,72 @@
+"""Recompute the pooled maze2d table (two sets of 100 episodes per model) from the committed per-episode scores.
+
+    uv run python tools/bench/pool_episodes.py [docs/results/2026-12-06_second100_episode_scores.json]
+
+The file maps "maze/method/task/modelI" to each model's episode scores on seeds 0-99 and 100-199 (the runs they
+came from are named in it). Per row: the mean ± SE over the models of each set alone and of both sets pooled (200
+episodes per model), and the SE over the 200 episodes with each episode's score averaged over the models (the
+uncertainty from which episodes were drawn, which the SE over models does not see: the models share their
+episodes). Prints a Markdown table, then one JSON line per row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+DEFAULT = Path(__file__).resolve().parents[2] / "docs/results/2026-12-06_second100_episode_scores.json"
+PAPER_DF = {("umaze", "single"): 116.7, ("umaze", "Multi2D"): 119.1, ("medium", "single"): 149.4,
+            ("medium", "Multi2D"): 152.3, ("large", "single"): 159.0, ("large", "Multi2D"): 167.1}  # reference §6.1
+
+
+def mean_sem(values: list[float]) -> tuple[float, float]:
+    """Mean and standard error (n - 1 in the variance)."""
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
+def pool(rows: dict[str, dict]) -> list[dict]:
+    """One summary per maze/method/task of the per-model episode scores in ``rows``."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for key in sorted(rows):
+        maze, method, task, _ = key.split("/")
+        groups[(maze, method, task)].append(rows[key])
+    out = []
+    for (maze, method, task), models in groups.items():
+        a = [m["scores_seeds_0_99"] for m in models]
+        b = [m["scores_seeds_100_199"] for m in models]
+        if any(len(x) != 100 for x in a + b):
+            raise ValueError(f"{maze}/{method}/{task}: every model needs 100 scores per set")
+        both = [x + y for x, y in zip(a, b, strict=True)]  # (models, 200)
+        per_episode = [sum(col) / len(col) for col in zip(*both, strict=True)]  # (200,): averaged over the models
+        row = {"maze": maze, "method": method, "task": task, "models": len(models),
+               "seeds_0_99": mean_sem([sum(x) / len(x) for x in a]),
+               "seeds_100_199": mean_sem([sum(x) / len(x) for x in b]),
+               "pooled": mean_sem([sum(x) / len(x) for x in both]),
+               "per_model": [sum(x) / len(x) for x in both],
+               "se_episodes": mean_sem(per_episode)[1], "paper_df": PAPER_DF[(maze, task)]}
+        out.append(row)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    path = Path(argv[0]) if argv else DEFAULT
+    rows = pool(json.loads(path.read_text(encoding="utf-8")))
+    fmt = lambda ms: f"{ms[0]:.1f} ± {ms[1]:.1f}"  # noqa: E731
+    print("| maze | method | task | seeds 0-99 | seeds 100-199 | 200 episodes per model | per model | SE over episodes | paper DF |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['maze']} | {r['method']} | {r['task']} | {fmt(r['seeds_0_99'])} | {fmt(r['seeds_100_199'])} | "
+              f"**{fmt(r['pooled'])}** | {' / '.join(f'{v:.1f}' for v in r['per_model'])} | {r['se_episodes']:.1f} | "
+              f"{r['paper_df']} |")
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
