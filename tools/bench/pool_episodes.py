@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -24,10 +25,7 @@ PAPER_DF = {("umaze", "single"): 116.7, ("umaze", "Multi2D"): 119.1, ("medium", 
 
 def mean_sem(values: list[float]) -> tuple[float, float]:
     """Mean and standard error (n - 1 in the variance)."""
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 def pool(rows: dict[str, dict]) -> list[dict]:
