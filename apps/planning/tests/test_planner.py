@@ -280,6 +280,31 @@ def test_diffuser_baseline_inpaints_start_and_goal(make_model):
         Planner(model, spec, PlannerConfig(method="df_mcg"))
 
 
+def test_position_only_diffuser_inpaints_the_goal_position_and_holds_it(make_model):
+    """The Diffuser-style baseline on position-only tokens: start and goal position inpainted, PD holds the plan's
+    first arrival within the hold radius, and then the goal at rest (the same controller as the DF rows)."""
+    model, spec = make_model(kind="diffuser", n_tokens=3, channels="pos")
+    planner = Planner(model, spec, PlannerConfig(method="diffuser", replan_every=None, controller="pd",
+                                                 sampling_steps=4, guidance_scale=0, pos_velocity="smooth",
+                                                 pos_velocity_window=2, hold_radius=0.5, pd_gains=(2.0, 0.5)))
+    plan = planner.plan(OBS, GOALS, 300, generator=torch.Generator().manual_seed(0))
+    assert plan.tokens.shape == (3, 4, 20) and plan.length == 30  # the model's fixed horizon
+    assert np.allclose(plan.positions[:, -1], GOALS, atol=1e-5)  # the inpainted goal is the last planned frame
+    norm = spec.normalizer()
+    ctx = context_token(norm.norm_obs(torch.tensor(OBS, dtype=torch.float32)), 10, norm, "pos")
+    assert torch.equal(plan.tokens[:, :1], ctx) and not plan.actions.any()
+    # each plan ends at its first arrival within 0.5 of the goal: at the latest the inpainted last frame
+    assert plan.end is not None and (plan.end <= 30).all()
+    dist = np.linalg.norm(plan.positions - GOALS[:, None], axis=-1)  # (B, 30)
+    for b in range(3):
+        assert dist[b, min(plan.end[b], 29)] <= 0.5 + 1e-6
+    # past its end PD holds the arrival frame at rest, whatever the step
+    b, e = 0, min(int(plan.end[0]), 29)
+    want = np.clip(2.0 * (plan.positions[b, e] - OBS[b, :2]) + 0.5 * (0.0 - OBS[b, 2:]), -1, 1)
+    assert np.allclose(planner.act(plan, OBS, 250)[b], want)
+    assert not planner.needs_replan(plan, 250)
+
+
 def test_position_only_model_plans_positions_and_pd_follows_them(make_model):
     """channels 'pos': the plan holds positions; the PD's velocity reference is the planned step (main: controller)."""
     model, spec = make_model(channels="pos")

@@ -93,9 +93,6 @@ class ModelSpec:
             self.action_std = [float(v) for v in values]
         if self.channels not in CHANNELS:
             raise ValueError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
-        if self.channels == "pos" and self.kind != "df":
-            raise ValueError("channels 'pos' is for the Diffusion Forcing planner (--kind df); the Diffuser-style "
-                             "baseline inpaints a goal state (position and velocity) and needs channels 'full'")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.backbone == "rnn" and self.kind != "df":

@@ -6,8 +6,8 @@
   guidance: the paper's "w/o MCG"). The agent executes the first ``replan_every`` diffused actions and
   replans (reference §3.2), or tracks the planned states with a PD controller (``controller="pd"``).
 * ``diffuser``: a non-causal model trained with full-sequence levels plans a fixed horizon once, with the
-  start (context token) and the goal (position, zero velocity, last frame) inpainted, and a PD controller
-  follows the plan (Diffuser's maze2d protocol).
+  start (context token) and the goal (position, zero velocity, last frame; a position-only model: the
+  position) inpainted, and a PD controller follows the plan (Diffuser's maze2d protocol).
 * ``goal_pd`` (``GoalPD``): no model; the PD controller aims straight at the goal (zero velocity). The control
   for every "PD on the plans" row: a plan only helps where it beats this.
 
@@ -40,7 +40,7 @@ from dforce_sampling import (
 
 from .model import ModelSpec
 from .presets import EPISODE_STEPS
-from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
+from .tokens import OBS_DIM, Normalizer, context_token, frame_dim, n_plan_tokens, unpack
 
 METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
@@ -332,16 +332,17 @@ class LoopMonteCarloGuidance(MonteCarloGuidance):
 class _Inpainted:
     """Denoiser wrapper that replaces the x0 prediction of known entries (pred_x0 objective): start and goal."""
 
-    def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int) -> None:
+    def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int, channels: str = "full") -> None:
         self.model = model
         self.context = context  # (B, 1, D) normalised context token
-        self.goal_frame = goal_frame  # (B, 4) normalised goal state (position, zero velocity)
-        self.offset = (frame_stack - 1) * (goal_frame.shape[-1] + 2)  # last frame of the last token
+        # (B, 4) normalised goal state (position, zero velocity); (B, 2) the goal position with channels 'pos'
+        self.goal_frame = goal_frame
+        self.offset = (frame_stack - 1) * frame_dim(channels)  # last frame of the last token
 
     def __call__(self, x, noise_levels, cond=None, *, cache=None, commit=0):
         out = self.model(x, noise_levels, cond).clone()  # (B, T, D)
         out[:, :1] = self.context
-        out[:, -1, self.offset:self.offset + OBS_DIM] = self.goal_frame
+        out[:, -1, self.offset:self.offset + self.goal_frame.shape[-1]] = self.goal_frame
         return out
 
     def new_cache(self, batch_size: int):
@@ -472,9 +473,11 @@ class Planner:
                 raise ValueError(f"guidance_weights must be (B,) = ({obs_t.shape[0]},), got {tuple(weights.shape)}")
         start = time.perf_counter()
         if self.config.method == "diffuser":
-            goal_state = torch.cat([self.normalizer.norm_pos(goals_t),
-                                    self.normalizer.norm_obs(torch.zeros_like(obs_t))[:, 2:]], dim=-1)  # (B, 4)
-            x = sample(_Inpainted(self.model, ctx, goal_state, fs), self.sampler, n_tokens=1 + h,
+            goal_state = self.normalizer.norm_pos(goals_t)  # (B, 2): a position-only model inpaints the position
+            if self.spec.channels == "full":  # and Diffuser's goal state rests there: zero velocity
+                goal_state = torch.cat([goal_state, self.normalizer.norm_obs(torch.zeros_like(obs_t))[:, 2:]],
+                                       dim=-1)  # (B, 4)
+            x = sample(_Inpainted(self.model, ctx, goal_state, fs, self.spec.channels), self.sampler, n_tokens=1 + h,
                        token_shape=(self.spec.token_dim,), batch_size=obs_t.shape[0], chunk_size=None,
                        scheduling="full_sequence", generator=generator, device=self.device)
         else:

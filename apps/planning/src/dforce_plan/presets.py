@@ -104,6 +104,11 @@ POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "df": {"umaze": {**_POS, "mc_samples": 1, "guidance_scale": 0.1},
            "medium": {**_POS, "mc_samples": 1, "guidance_scale": 0.1},
            "large": {**_POS, "mc_samples": 1, "guidance_scale": 0.05, "stall_decay": 0.5}},
+    # the Diffuser-style baseline on position-only tokens: Diffuser's protocol (one plan of its fixed horizon,
+    # start and goal position inpainted), followed by the same PD as the DF rows (smoothed velocity reference, the
+    # plan ends at its first arrival within 0.5 and is held there; after its last frame PD holds that at rest)
+    "diffuser": {maze: {**_POS, "replan_every": None, "sampling_steps": 20, "mc_samples": 1, "guidance_scale": 0.0}
+                 for maze in MAZES},
 }
 
 
