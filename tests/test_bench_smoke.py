@@ -201,12 +201,21 @@ def test_pool_episodes_by_hand(tmp_path, capsys):
     # per episode averaged over the models: 90 / 95 (seeds 0-99 halves), 110 / 115 (seeds 100-199 halves)
     per_episode = np.array([90.0] * 50 + [95.0] * 50 + [110.0] * 50 + [115.0] * 50)
     assert row["se_episodes"] == pytest.approx(per_episode.std(ddof=1) / np.sqrt(200))
-    assert row["paper_df"] == 116.7
+    assert row["paper_df"] == 116.7 and row["paper_same_method"] == 110.1  # the paper's DF w/o MCG
     path = tmp_path / "scores.json"
     path.write_text(json.dumps(rows))
-    bench.main([str(path)])
+    # a second file adds rows (the Diffuser-style baseline); the same row in two files is refused
+    other = tmp_path / "diffuser.json"
+    other.write_text(json.dumps({"umaze/diffuser/Multi2D/model0": {"scores_seeds_0_99": [50.0] * 100,
+                                                                   "scores_seeds_100_199": [70.0] * 100}}))
+    bench.main([str(path), str(other)])
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "**102.5 ± 7.5**" in lines[2] and json.loads(lines[-1])["pooled"] == pytest.approx([102.5, 7.5])
+    assert "**102.5 ± 7.5**" in lines[2] and json.loads(lines[-2])["pooled"] == pytest.approx([102.5, 7.5])
+    last = json.loads(lines[-1])
+    assert (last["method"], last["models"], last["per_model"], last["paper_same_method"]) == \
+        ("diffuser", 1, [60.0], 128.9)  # the paper's Diffuser* on Multi2D umaze
+    with pytest.raises(ValueError, match="repeats rows"):
+        bench.main([str(path), str(path)])
     rows["umaze/df/single/model1"]["scores_seeds_0_99"] = [1.0] * 99
     with pytest.raises(ValueError, match="100 scores per set"):
         bench.pool(rows)
