@@ -278,6 +278,25 @@ def test_diffuser_baseline_inpaints_start_and_goal(make_model):
     assert not planner.needs_replan(plan, 200)
     with pytest.raises(ValueError, match="Diffusion Forcing model"):
         Planner(model, spec, PlannerConfig(method="df_mcg"))
+    # Diffuser's conditioning: at every denoising step the model's input holds the start and goal clean
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, x, levels, cond=None, **kwargs):
+            seen.append(x.detach().clone())
+            return self.inner(x, levels, cond)
+
+    goal = torch.cat([norm.norm_pos(torch.tensor(GOALS, dtype=torch.float32)),
+                      norm.norm_obs(torch.zeros(3, 4))[:, 2:]], dim=-1)  # (3, 4): position, zero velocity
+    planner.model = Spy()
+    planner.plan(OBS, GOALS, 300, generator=torch.Generator().manual_seed(0))
+    assert len(seen) == 4  # one call per sampling step
+    for x in seen:
+        assert torch.equal(x[:, :1], ctx) and torch.allclose(x[:, -1, 54:58], goal)  # last frame: 9 * 6
 
 
 def test_position_only_diffuser_inpaints_the_goal_position_and_holds_it(make_model):

@@ -330,7 +330,9 @@ class LoopMonteCarloGuidance(MonteCarloGuidance):
 
 
 class _Inpainted:
-    """Denoiser wrapper that replaces the x0 prediction of known entries (pred_x0 objective): start and goal."""
+    """Denoiser wrapper for the known entries, start and goal (pred_x0 objective): as Diffuser's
+    ``apply_conditioning``, the model sees them clean in its noisy input at every step, and its x0 prediction of
+    them is replaced by them."""
 
     def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int, channels: str = "full") -> None:
         self.model = model
@@ -339,11 +341,15 @@ class _Inpainted:
         self.goal_frame = goal_frame
         self.offset = (frame_stack - 1) * frame_dim(channels)  # last frame of the last token
 
+    def _known(self, x: Tensor) -> Tensor:
+        """x (B, T, D) with the start token and the goal frame written in (a copy)."""
+        x = x.clone()  # (B, T, D)
+        x[:, :1] = self.context
+        x[:, -1, self.offset:self.offset + self.goal_frame.shape[-1]] = self.goal_frame
+        return x
+
     def __call__(self, x, noise_levels, cond=None, *, cache=None, commit=0):
-        out = self.model(x, noise_levels, cond).clone()  # (B, T, D)
-        out[:, :1] = self.context
-        out[:, -1, self.offset:self.offset + self.goal_frame.shape[-1]] = self.goal_frame
-        return out
+        return self._known(self.model(self._known(x), noise_levels, cond))  # (B, T, D)
 
     def new_cache(self, batch_size: int):
         raise NotImplementedError("the inpainting wrapper is uncached")
