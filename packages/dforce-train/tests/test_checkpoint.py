@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 from torch import nn
 
 import dforce_train.checkpoint as ckpt_mod
-from dforce_train import EMA, CheckpointManager, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from dforce_train import (
+    EMA,
+    CheckpointManager,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 
 
 def _model_and_opt(in_features: int = 4, seed: int = 0):
@@ -156,6 +165,12 @@ def test_keep_last_prunes_and_latest_pointer(tmp_path):
     pointer = json.loads((manager.root / "latest").read_text())
     assert pointer == {"path": "step_00000030", "step": 30}
     assert latest_checkpoint(manager.root) == manager.root / "step_00000030"
+    # the run dir, its checkpoints/ dir, the pointer file itself and a step dir all resolve
+    for given in (manager.root, manager.root / "latest", manager.root / "step_00000020"):
+        assert resolve_checkpoint(given) == (given if given.name == "step_00000020" else manager.root / "step_00000030")
+    shutil.rmtree(manager.root / "step_00000030")
+    with pytest.raises(FileNotFoundError, match="names no checkpoint"):
+        resolve_checkpoint(manager.root / "latest")
     manager.save(30, model=model, optimizer=opt)  # re-saving a step replaces it atomically
     assert [s for s, _ in list_checkpoints(manager.root)] == [20, 30]
     assert not list(manager.root.glob(".old-*"))

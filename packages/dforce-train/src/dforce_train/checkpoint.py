@@ -255,10 +255,17 @@ def save_checkpoint(
 
 
 def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
-    """A checkpoint dir itself, or the one named by `latest` in `path` or in `path/checkpoints`."""
+    """A checkpoint dir itself, the one named by `latest` in `path` or in `path/checkpoints`, or by the pointer
+    file `path` itself."""
     path = Path(path)
     if (path / STATE_FILE).is_file():
         return path
+    if path.name == LATEST_NAME and path.is_file():
+        found = latest_checkpoint(path.parent)
+        if found is None:
+            raise FileNotFoundError(f"the pointer {path} names no checkpoint with {STATE_FILE}: the run's checkpoints "
+                                    "were moved or deleted; pass a step_* directory instead")
+        return found
     for root in (path, path / "checkpoints"):
         found = latest_checkpoint(root)
         if found is not None:
