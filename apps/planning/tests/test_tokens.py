@@ -95,6 +95,44 @@ def test_flexible_horizon_padding_is_trained_at_full_noise(small_data):
     assert n_plan_tokens(31, 10) == 4 and n_plan_tokens(30, 10) == 3 and n_plan_tokens(1, 10) == 1
 
 
+@pytest.mark.parametrize("channels", ["full", "pos"])
+def test_diffuser_is_trained_with_its_start_and_final_state_known(small_data, channels):
+    """Diffuser's p_losses: the window's context token and final state are written clean into the noisy input and
+    into the output (zero error there); a window padded at the end keeps its padding; DF windows are untouched."""
+    from dforce_train import StepContext
+
+    spec = ModelSpec(kind="diffuser", n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2,
+                     channels=channels)
+    windows = make_windows(small_data, spec)
+    batch = collate(windows, np.array([0, 7, len(windows) - 1]))  # the last window runs off the end of the data
+    loss = PlanningLoss(spec)
+    x0, valid = loss.sequences(batch)
+    dim = 6 if channels == "full" else 2
+    end = slice(9 * dim, 9 * dim + (4 if channels == "full" else 2))  # the last frame's observation
+    seen = []
+
+    def model(x, levels, cond=None):
+        seen.append(x.detach().clone())
+        return torch.zeros_like(x)
+
+    ctx = StepContext(step=0, rank=0, world_size=1, generator=torch.Generator().manual_seed(0),
+                      device=torch.device("cpu"))
+    out, _ = loss(model, batch, ctx)
+    (x,) = seen
+    assert torch.equal(x[:, 0], x0[:, 0])  # the start, clean
+    assert torch.equal(x[:2, -1, end], x0[:2, -1, end])  # the final state, clean, where the window is real data
+    assert not torch.equal(x[2, -1, end], x0[2, -1, end])  # padding is not a goal: left at full noise
+    assert not torch.allclose(x[:, 1:-1], x0[:, 1:-1])  # everything else noisy
+    # the output there is replaced by the truth, so a zero network has error only elsewhere
+    ref = DiffusionLoss(spec.diffusion_config())(model, x0, valid=valid, generator=torch.Generator().manual_seed(0))
+    assert float(out) < float(ref.loss)
+    # old checkpoints (no field) were trained without it; DF never inpaints
+    old = spec.to_dict()
+    del old["conditioned_training"]
+    assert not ModelSpec.from_dict(old).conditioned_training and ModelSpec.from_dict(spec.to_dict()).conditioned_training
+    assert not ModelSpec(kind="df").conditioned_training
+
+
 def test_loss_weighting_constant_weighs_every_level_like_the_clean_ones(small_data):
     """min_snr: w = min(snr_k, 5) (pred_x0); constant (the paper: branch): w = 5 at every level, padding at 5%."""
     windows = make_windows(small_data, ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2))

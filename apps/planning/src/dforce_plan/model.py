@@ -78,6 +78,10 @@ class ModelSpec:
     # what a frame holds: "full" = [o_{t+1}, a_t] (the paper's diffused actions); "pos" = (x, y) only (the main:
     # README's v1.5 recipe: no velocities, no actions; a PD controller follows the plan)
     channels: str = "full"
+    # diffuser only: trained as Diffuser's p_losses, the window's start (context token) and final state (the last
+    # frame's observation) written clean into the noisy input and the output (apply_conditioning), as at sampling.
+    # Checkpoints written before this field were trained without it (``from_dict`` reads them as False).
+    conditioned_training: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -95,6 +99,8 @@ class ModelSpec:
             raise ValueError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.kind != "diffuser":
+            self.conditioned_training = False  # DF conditions on its context token by its levels, not by inpainting
         if self.backbone == "rnn" and self.kind != "df":
             raise ValueError("backbone 'rnn' is causal by construction: it can only be a Diffusion Forcing model "
                              "(--kind df); the Diffuser-style baseline needs the non-causal transformer")
@@ -159,7 +165,7 @@ class ModelSpec:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown ModelSpec fields {sorted(unknown)}")
-        return cls(**data)
+        return cls(**{"conditioned_training": False, **data})
 
 
 def make_windows(dataset: dict[str, np.ndarray], spec: ModelSpec, seed: int = 0):
@@ -187,8 +193,41 @@ def batch_stream(windows, batch_size: int, seed: int, start_step: int = 0) -> It
         yield collate(windows, rng.integers(0, len(windows), size=batch_size))
 
 
+class KnownEnds:
+    """A denoiser with its known entries, start and goal, inpainted as Diffuser's ``apply_conditioning``: written
+    clean into the model's noisy input and into its output (pred_x0: its x0 prediction of them is them)."""
+
+    def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int, channels: str,
+                 rows: Tensor | None = None) -> None:
+        width = 4 if channels == "full" else 2  # the observation part of a frame: (x, y, vx, vy) or (x, y)
+        if goal_frame.dim() != 2 or goal_frame.shape[-1] != width:
+            raise ValueError(f"goal_frame must be (B, {width}) for channels {channels!r}, got {tuple(goal_frame.shape)}")
+        self.model = model
+        self.context = context  # (B, 1, D) normalised context token
+        self.goal_frame = goal_frame  # (B, 4) normalised final state; (B, 2) its position with channels 'pos'
+        self.offset = (frame_stack - 1) * frame_dim(channels)  # the last frame of the last token
+        self.rows = rows  # (B,) bool: rows whose goal is known (None: all); training skips windows padded at the end
+
+    def known(self, x: Tensor) -> Tensor:
+        """x (B, T, D) with the start token and the goal frame written in (a copy)."""
+        x = x.clone()  # (B, T, D)
+        x[:, :1] = self.context
+        end = slice(self.offset, self.offset + self.goal_frame.shape[-1])
+        goal = self.goal_frame if self.rows is None else torch.where(self.rows[:, None], self.goal_frame,
+                                                                       x[:, -1, end])  # (B, g)
+        x[:, -1, end] = goal
+        return x
+
+    def __call__(self, x, noise_levels, cond=None, *, cache=None, commit=0):
+        return self.known(self.model(self.known(x), noise_levels, cond))  # (B, T, D)
+
+    def new_cache(self, batch_size: int):
+        raise NotImplementedError("the inpainting wrapper is uncached")
+
+
 class PlanningLoss:
-    """``loss_fn(model, batch, ctx)`` for ``dforce_train.Trainer``: DF (or full-sequence) loss on context + plan."""
+    """``loss_fn(model, batch, ctx)`` for ``dforce_train.Trainer``: DF (or full-sequence) loss on context + plan;
+    a Diffuser-style model (``conditioned_training``) sees its start and final state clean (``KnownEnds``)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -204,8 +243,15 @@ class PlanningLoss:
 
     def __call__(self, model, batch: dict[str, Tensor], ctx: StepContext):
         x0, valid = self.sequences(batch)
-        out = self.loss(model, x0.to(ctx.device), valid=valid.to(ctx.device), generator=ctx.generator,
-                        shard=ctx.shard)
+        x0, valid = x0.to(ctx.device), valid.to(ctx.device)
+        net = model
+        if self.spec.kind == "diffuser" and self.spec.conditioned_training:
+            local_x0, local_valid = ctx.shard(x0), ctx.shard(valid)  # (b, 1+T, D), (b, 1+T): this process's rows
+            fs, dim = self.spec.frame_stack, frame_dim(self.spec.channels)
+            width = 4 if self.spec.channels == "full" else 2
+            goal = local_x0[:, -1, (fs - 1) * dim:(fs - 1) * dim + width]  # (b, width): the window's final state
+            net = KnownEnds(model, local_x0[:, :1], goal, fs, self.spec.channels, rows=local_valid[:, -1].bool())
+        out = self.loss(net, x0, valid=valid, generator=ctx.generator, shard=ctx.shard)
         return out.loss, {"padding_frac": 1.0 - valid.float().mean()}
 
 

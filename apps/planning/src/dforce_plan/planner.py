@@ -38,9 +38,9 @@ from dforce_sampling import (
     sample,
 )
 
-from .model import ModelSpec
+from .model import KnownEnds, ModelSpec
 from .presets import EPISODE_STEPS
-from .tokens import OBS_DIM, Normalizer, context_token, frame_dim, n_plan_tokens, unpack
+from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 
 METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
@@ -329,32 +329,6 @@ class LoopMonteCarloGuidance(MonteCarloGuidance):
         return total / self.num_samples
 
 
-class _Inpainted:
-    """Denoiser wrapper for the known entries, start and goal (pred_x0 objective): as Diffuser's
-    ``apply_conditioning``, the model sees them clean in its noisy input at every step, and its x0 prediction of
-    them is replaced by them."""
-
-    def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int, channels: str = "full") -> None:
-        self.model = model
-        self.context = context  # (B, 1, D) normalised context token
-        # (B, 4) normalised goal state (position, zero velocity); (B, 2) the goal position with channels 'pos'
-        self.goal_frame = goal_frame
-        self.offset = (frame_stack - 1) * frame_dim(channels)  # last frame of the last token
-
-    def _known(self, x: Tensor) -> Tensor:
-        """x (B, T, D) with the start token and the goal frame written in (a copy)."""
-        x = x.clone()  # (B, T, D)
-        x[:, :1] = self.context
-        x[:, -1, self.offset:self.offset + self.goal_frame.shape[-1]] = self.goal_frame
-        return x
-
-    def __call__(self, x, noise_levels, cond=None, *, cache=None, commit=0):
-        return self._known(self.model(self._known(x), noise_levels, cond))  # (B, T, D)
-
-    def new_cache(self, batch_size: int):
-        raise NotImplementedError("the inpainting wrapper is uncached")
-
-
 @dataclass
 class Plan:
     """One plan for B envs, world units: positions/velocities o_{t+1..} and actions a_t, made at env step t0.
@@ -483,7 +457,7 @@ class Planner:
             if self.spec.channels == "full":  # and Diffuser's goal state rests there: zero velocity
                 goal_state = torch.cat([goal_state, self.normalizer.norm_obs(torch.zeros_like(obs_t))[:, 2:]],
                                        dim=-1)  # (B, 4)
-            x = sample(_Inpainted(self.model, ctx, goal_state, fs, self.spec.channels), self.sampler, n_tokens=1 + h,
+            x = sample(KnownEnds(self.model, ctx, goal_state, fs, self.spec.channels), self.sampler, n_tokens=1 + h,
                        token_shape=(self.spec.token_dim,), batch_size=obs_t.shape[0], chunk_size=None,
                        scheduling="full_sequence", generator=generator, device=self.device)
         else:
