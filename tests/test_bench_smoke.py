@@ -214,6 +214,9 @@ def test_pool_episodes_by_hand(tmp_path, capsys):
     last = json.loads(lines[-1])
     assert (last["method"], last["models"], last["per_model"], last["paper_same_method"]) == \
         ("diffuser", 1, [60.0], 128.9)  # the paper's Diffuser* on Multi2D umaze
+    assert last["pooled"] == [60.0, None]  # one model: no SE over models, written as JSON null
+    with pytest.raises(SystemExit, match="no scores file"):
+        bench.main([str(tmp_path / "missing.json")])
     with pytest.raises(ValueError, match="repeats rows"):
         bench.main([str(path), str(path)])
     rows["umaze/df/single/model1"]["scores_seeds_0_99"] = [1.0] * 99

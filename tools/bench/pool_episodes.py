@@ -21,7 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs/results"
-DEFAULTS = (RESULTS / "2026-12-06_second100_episode_scores.json", RESULTS / "2026-12-06_diffuser_pos_episode_scores.json")
+DEFAULTS = (RESULTS / "2026-12-06_second100_episode_scores.json",
+            RESULTS / "2026-12-06_diffuser_pos_episode_scores.json")
 PAPER_DF = {("umaze", "single"): 116.7, ("umaze", "Multi2D"): 119.1, ("medium", "single"): 149.4,
             ("medium", "Multi2D"): 152.3, ("large", "single"): 159.0, ("large", "Multi2D"): 167.1}  # reference §6.1
 # the paper's Table 1 figure of the same method: "Ours w/o MCG", and Diffuser* (Diffuser's own, PD controller)
@@ -66,7 +67,9 @@ def pool(rows: dict[str, dict]) -> list[dict]:
 
 def main(argv: list[str]) -> None:
     merged: dict[str, dict] = {}
-    for path in [Path(a) for a in argv] or [p for p in DEFAULTS if p.exists()]:
+    for path in [Path(a) for a in argv] or list(DEFAULTS):
+        if not path.is_file():
+            raise SystemExit(f"pool_episodes: no scores file {path}; pass existing files, or run from a full checkout")
         table = json.loads(path.read_text(encoding="utf-8"))
         clash = sorted(set(merged) & set(table))
         if clash:
@@ -81,8 +84,9 @@ def main(argv: list[str]) -> None:
         print(f"| {r['maze']} | {r['method']} | {r['task']} | {fmt(r['seeds_0_99'])} | {fmt(r['seeds_100_199'])} | "
               f"**{fmt(r['pooled'])}** | {' / '.join(f'{v:.1f}' for v in r['per_model'])} | {r['se_episodes']:.1f} | "
               f"{r['paper_df']} | {r['paper_same_method'] if r['paper_same_method'] is not None else '-'} |")
-    for r in rows:
-        print(json.dumps(r))
+    for r in rows:  # strict JSON: an SE over a single model (NaN) is null
+        print(json.dumps({k: [None if isinstance(x, float) and math.isnan(x) else x for x in v]
+                          if isinstance(v, (tuple, list)) else v for k, v in r.items()}))
 
 
 if __name__ == "__main__":

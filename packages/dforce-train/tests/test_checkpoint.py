@@ -165,12 +165,23 @@ def test_keep_last_prunes_and_latest_pointer(tmp_path):
     pointer = json.loads((manager.root / "latest").read_text())
     assert pointer == {"path": "step_00000030", "step": 30}
     assert latest_checkpoint(manager.root) == manager.root / "step_00000030"
-    # the run dir, its checkpoints/ dir, the pointer file itself and a step dir all resolve
-    for given in (manager.root, manager.root / "latest", manager.root / "step_00000020"):
-        assert resolve_checkpoint(given) == (given if given.name == "step_00000020" else manager.root / "step_00000030")
-    shutil.rmtree(manager.root / "step_00000030")
-    with pytest.raises(FileNotFoundError, match="names no checkpoint"):
-        resolve_checkpoint(manager.root / "latest")
+    # the run dir (holding checkpoints/), the checkpoints dir, the pointer file itself and a step dir all resolve
+    run = manager.root.parent
+    manager.root.rename(run / "checkpoints")
+    ckpts = run / "checkpoints"
+    for given in (run, ckpts, ckpts / "latest", ckpts / "step_00000020"):
+        assert resolve_checkpoint(given) == (given if given.name == "step_00000020" else ckpts / "step_00000030")
+    shutil.rmtree(ckpts / "step_00000030")
+    with pytest.raises(FileNotFoundError, match="names .*step_00000030, which holds no state.json"):
+        resolve_checkpoint(ckpts / "latest")
+    (ckpts / "latest").write_text("not json")
+    with pytest.raises(ValueError, match="is not a checkpoint pointer"):
+        resolve_checkpoint(ckpts / "latest")
+    (ckpts / "latest").write_text('{"path": "../elsewhere"}')
+    with pytest.raises(ValueError, match="is not a checkpoint pointer"):
+        resolve_checkpoint(run)
+    ckpts.rename(manager.root)
+    ckpt_mod.write_latest(manager.root, manager.root / "step_00000020", 20)
     manager.save(30, model=model, optimizer=opt)  # re-saving a step replaces it atomically
     assert [s for s, _ in list_checkpoints(manager.root)] == [20, 30]
     assert not list(manager.root.glob(".old-*"))

@@ -106,7 +106,8 @@ POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
            "large": {**_POS, "mc_samples": 1, "guidance_scale": 0.05, "stall_decay": 0.5}},
     # the Diffuser-style baseline on position-only tokens: Diffuser's protocol (one plan of its fixed horizon,
     # start and goal position inpainted), followed by the same PD as the DF rows (smoothed velocity reference, the
-    # plan ends at its first arrival within 0.5 and is held there; after its last frame PD holds that at rest)
+    # plan ends at its closest approach during its first visit within 0.5, held there at rest; a plan that never
+    # gets there is followed to its last frame, then that is held)
     "diffuser": {maze: {**_POS, "replan_every": None, "sampling_steps": 20, "mc_samples": 1, "guidance_scale": 0.0}
                  for maze in MAZES},
 }

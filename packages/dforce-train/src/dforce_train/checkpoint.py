@@ -263,8 +263,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if path.name == LATEST_NAME and path.is_file():
         found = latest_checkpoint(path.parent)
         if found is None:
-            raise FileNotFoundError(f"the pointer {path} names no checkpoint with {STATE_FILE}: the run's checkpoints "
-                                    "were moved or deleted; pass a step_* directory instead")
+            target = _pointer_target(path)
+            raise FileNotFoundError(f"the pointer {path} names {target}, which holds no {STATE_FILE}: the run's "
+                                    "checkpoints were moved or deleted; pass a step_* directory instead")
         return found
     for root in (path, path / "checkpoints"):
         found = latest_checkpoint(root)
@@ -414,13 +415,23 @@ def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _pointer_target(pointer: Path) -> Path:
+    """The checkpoint directory a `latest` pointer file names (a clear error if the file is not a pointer)."""
+    try:
+        name = json.loads(pointer.read_text(encoding="utf-8"))["path"]
+        if not isinstance(name, str) or Path(name).name != name:
+            raise TypeError(f"path must be a directory name, got {name!r}")
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{pointer} is not a checkpoint pointer ({err!r}); pass a step_* directory instead") from None
+    return pointer.parent / name
+
+
 def latest_checkpoint(root: str | os.PathLike[str]) -> Path | None:
     """The checkpoint the `latest` pointer in `root` names, or None when there is none."""
     pointer = Path(root) / LATEST_NAME
     if not pointer.is_file():
         return None
-    name = json.loads(pointer.read_text(encoding="utf-8"))["path"]
-    target = Path(root) / name
+    target = _pointer_target(pointer)
     return target if (target / STATE_FILE).is_file() else None
 
 
