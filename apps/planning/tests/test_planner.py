@@ -19,6 +19,18 @@ OBS = np.array([[3.0, 1.0, 0.1, -0.2], [1.0, 3.0, 0.0, 0.3], [2.9, 3.1, -0.5, 0.
 GOALS = np.array([[1.0, 1.0], [1.0, 1.0], [3.0, 1.0]])
 
 
+class InputSpy(torch.nn.Module):
+    """A model that records the (noisy) input of every call in ``seen`` and defers to ``inner``."""
+
+    def __init__(self, inner, seen: list):
+        super().__init__()
+        self.inner, self.seen = inner, seen
+
+    def forward(self, x, levels, cond=None, **kwargs):
+        self.seen.append(x.detach().clone())
+        return self.inner(x, levels, cond)
+
+
 def test_goal_reward_matches_hand_computation(make_model):
     model, spec = make_model()
     norm = spec.normalizer()
@@ -280,19 +292,9 @@ def test_diffuser_baseline_inpaints_start_and_goal(make_model):
         Planner(model, spec, PlannerConfig(method="df_mcg"))
     # Diffuser's conditioning: at every denoising step the model's input holds the start and goal clean
     seen = []
-
-    class Spy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-
-        def forward(self, x, levels, cond=None, **kwargs):
-            seen.append(x.detach().clone())
-            return self.inner(x, levels, cond)
-
     goal = torch.cat([norm.norm_pos(torch.tensor(GOALS, dtype=torch.float32)),
                       norm.norm_obs(torch.zeros(3, 4))[:, 2:]], dim=-1)  # (3, 4): position, zero velocity
-    planner.model = Spy()
+    planner.model = InputSpy(model, seen)
     planner.plan(OBS, GOALS, 300, generator=torch.Generator().manual_seed(0))
     assert len(seen) == 4  # one call per sampling step
     for x in seen:
@@ -324,17 +326,7 @@ def test_position_only_diffuser_inpaints_the_goal_position_and_holds_it(make_mod
     assert np.allclose(planner.act(plan, OBS, 250)[b], want)
     assert not planner.needs_replan(plan, 250)
     seen = []
-
-    class Spy(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-
-        def forward(self, x, levels, cond=None, **kwargs):
-            seen.append(x.detach().clone())
-            return self.inner(x, levels, cond)
-
-    planner.model = Spy()
+    planner.model = InputSpy(model, seen)
     planner.plan(OBS, GOALS, 300, generator=torch.Generator().manual_seed(1))
     goal = norm.norm_pos(torch.tensor(GOALS, dtype=torch.float32))  # (3, 2)
     assert len(seen) == 4
