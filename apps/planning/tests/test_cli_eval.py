@@ -303,6 +303,31 @@ def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path
     assert "add --controller pd" in capsys.readouterr().err
 
 
+def test_cli_trains_a_position_only_diffuser_with_and_without_its_conditioning(tmp_path, capsys):
+    """`train --kind diffuser --channels pos` (conditioned training by default, `--unconditioned` the ablation), then
+    `eval --method diffuser` with the position-only preset: one plan, the same PD and hold as the DF rows."""
+    data = tmp_path / "u.hdf5"
+    assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    capsys.readouterr()
+    base = ["train", "--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu",
+            "--steps", "2", "--size", "tiny", "--kind", "diffuser", "--channels", "pos"]
+    assert main([*base, "--out", str(tmp_path / "c")]) == 0
+    model = json.loads(capsys.readouterr().out)["model"]
+    assert (model["kind"], model["channels"], model["conditioned_training"]) == ("diffuser", "pos", True)
+    assert main([*base, "--out", str(tmp_path / "u"), "--unconditioned"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["conditioned_training"] is False
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "d"), "--unconditioned", "--quiet"]) == 2
+    assert "add --kind diffuser" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert main(["eval", "--ckpt", str(tmp_path / "c" / "checkpoints" / "latest"), "--method", "diffuser",
+                 "--episodes", "2", "--sampling-steps", "2", "--show", "1", "--latency-batch", "0", "--wandb", "off",
+                 "--quiet", "--out", str(tmp_path / "ev")]) == 0
+    result = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    planner = result["planner"]
+    assert (planner["method"], planner["controller"], planner["replan_every"], planner["hold_radius"],
+            planner["pos_velocity"]) == ("diffuser", "pd", None, 0.5, "smooth")
+    assert result["episodes"] == 2 and result["model"]["conditioned_training"] is True
+
+
 def test_cli_data_writes_and_reads_webdataset_shards(tmp_path, capsys):
     shards = tmp_path / "shards"
     assert main(["data", "--steps", "2500", "--seed", "3", "--out", str(shards), "--quiet"]) == 0

@@ -137,12 +137,15 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--n-tokens must be >= 1, got {args.n_tokens}")
     tokens = args.n_tokens or (DF_TOKENS if args.kind == "df" else DIFFUSER_TOKENS)[args.maze]
     rnn = {key: getattr(args, key) for key in ("z_dim", "network_size") if getattr(args, key) is not None}
+    if args.unconditioned and args.kind != "diffuser":
+        raise CliError("--unconditioned switches off the Diffuser-style baseline's conditioned training; "
+                       "add --kind diffuser (a DF model conditions on its context token by its noise levels)")
     if rnn and args.backbone != "rnn":
         raise CliError(f"--{next(iter(rnn)).replace('_', '-')} sets the recurrent model; add --backbone rnn")
     try:
         spec = ModelSpec(maze=args.maze, kind=args.kind, n_tokens=tokens, random_horizon=args.random_horizon,
                          loss_weighting=args.loss_weighting, backbone=args.backbone, action_std=args.action_std,
-                         channels=args.channels, **rnn, **size)
+                         channels=args.channels, conditioned_training=not args.unconditioned, **rnn, **size)
     except ValueError as err:
         raise CliError(str(err)) from None
     cfg = TrainConfig(lr=args.lr, weight_decay=1e-4, warmup_steps=min(args.warmup, args.steps), max_steps=args.steps,
@@ -405,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="what a planned frame holds: full = position, velocity and action (the paper's diffused "
                          "actions, default); pos = position only (the main: README's v1.5 recipe; eval with "
                          "--controller pd)")
+    tr.add_argument("--unconditioned", action="store_true",
+                    help="--kind diffuser only: train without Diffuser's conditioning (start and final state clean "
+                         "in the noisy input), as this project did before the thirty-first session (an ablation)")
     tr.add_argument("--action-std", dest="action_std", type=float, nargs=2, metavar=("AX", "AY"),
                     help="divide actions by these instead of the official std (about 0.7); the authors' issue #2 "
                          "trains with 2 2 (saved with the model, so eval needs no flag)")
