@@ -159,7 +159,8 @@ def test_plan_gpu_passes_the_df_recipe_to_df_commands_only(tmp_path):
     bench_mod = _load("plan_gpu")
     args = bench_mod.parse_args(["--out", str(tmp_path), "--mazes", "umaze", "--no-multi2d",
                                  "--df-train-args", "--loss-weighting constant --action-std 2 2",
-                                 "--df-eval-args", "--guidance-form paper --guidance-scale 10"])
+                                 "--df-eval-args", "--guidance-form paper --guidance-scale 10",
+                                 "--diffuser-train-args", "--channels pos"])
     (tmp_path / "umaze.hdf5").write_bytes(b"")  # the data step is skipped when the file exists
     bench = bench_mod.Bench(args)
     calls = []
@@ -178,6 +179,7 @@ def test_plan_gpu_passes_the_df_recipe_to_df_commands_only(tmp_path):
     by_name = {name: " ".join(cmd) for name, cmd in calls}
     assert by_name["umaze_df_train"].endswith("--loss-weighting constant --action-std 2 2")
     assert "--action-std" not in by_name["umaze_diffuser_train"]
+    assert by_name["umaze_diffuser_train"].endswith("--channels pos") and "--channels" not in by_name["umaze_df_train"]
     for method in ("df_mcg", "df"):
         assert by_name[f"umaze_{method}"].endswith("--guidance-form paper --guidance-scale 10")
     assert "--guidance-form" not in by_name["umaze_diffuser"]

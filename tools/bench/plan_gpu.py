@@ -22,9 +22,11 @@ finished; unfinished evaluations are listed as such. It only calls the ``dforce-
     python tools/bench/plan_gpu.py --smoke --out /tmp/plan_smoke               # minutes on a CPU
     python tools/bench/plan_gpu.py --df-train-args "--loss-weighting constant --action-std 2 2" \
         --df-eval-args "--guidance-form paper --guidance-scale 10"                  # the paper: branch's recipe
-    python tools/bench/plan_gpu.py --df-train-args "--channels pos --loss-weighting constant"
+    python tools/bench/plan_gpu.py --df-train-args "--channels pos --loss-weighting constant" \
+        --diffuser-train-args "--channels pos --loss-weighting constant"
         # position-only plans (the main: v1.5 recipe): eval follows them with PD and the position-only preset
-        # (hold at the goal, scales tuned on the CPU box's tiny models: pass --df-eval-args to re-tune)
+        # (hold at the goal, scales tuned on the CPU box's tiny models: pass --df-eval-args to re-tune); the
+        # Diffuser-style baseline on the same tokens, followed by the same PD and hold
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def pipeline(bench: Bench, maze: str) -> None:
             "--steps", str(a.steps), "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--warmup", str(a.warmup),
             "--ema", str(a.ema), "--ckpt-every", str(a.ckpt_every), "--precision", a.precision,
             "--device", a.device, "--resume", "--quiet"] + budget + threads + (["--compile"] if a.compile else [])
-            + (shlex.split(a.df_train_args) if kind == "df" else []))
+            + shlex.split(a.df_train_args if kind == "df" else a.diffuser_train_args))
         if fit is None:
             continue
         with bench.lock:
@@ -219,11 +221,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--df-train-args", default="", metavar="ARGS",
                    help="extra 'dforce-plan train' flags for the DF model, one quoted string, e.g. the paper: "
                         "branch's recipe \"--loss-weighting constant --action-std 2 2\"")
+    p.add_argument("--diffuser-train-args", default="", metavar="ARGS",
+                   help="extra 'dforce-plan train' flags for the Diffuser-style model, e.g. \"--channels pos "
+                        "--loss-weighting constant\" beside a position-only DF model")
     p.add_argument("--df-eval-args", default="", metavar="ARGS",
                    help="extra 'dforce-plan eval' flags for the DF methods, e.g. \"--guidance-form paper "
                         "--guidance-scale 10\"")
     args = p.parse_args(argv)
-    for name in ("df_train_args", "df_eval_args"):
+    for name in ("df_train_args", "diffuser_train_args", "df_eval_args"):
         try:
             shlex.split(getattr(args, name))
         except ValueError as err:
