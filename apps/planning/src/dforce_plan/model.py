@@ -40,7 +40,7 @@ from dforce_train import (
     resolve_checkpoint,
 )
 
-from .tokens import CHANNELS, Normalizer, frame_dim, with_context
+from .tokens import CHANNELS, OBS_DIM, POS_DIM, Normalizer, frame_dim, with_context
 
 KINDS = ("df", "diffuser")
 # min_snr: min(snr, 5) for pred_x0 (the authors' main: v1.5 code, our default); constant: one weight for every level,
@@ -193,13 +193,18 @@ def batch_stream(windows, batch_size: int, seed: int, start_step: int = 0) -> It
         yield collate(windows, rng.integers(0, len(windows), size=batch_size))
 
 
+def known_width(channels: str) -> int:
+    """Features of a frame's observation, the part inpainted at a known end: (x, y, vx, vy), or (x, y) with 'pos'."""
+    return OBS_DIM if channels == "full" else POS_DIM
+
+
 class KnownEnds:
     """A denoiser with its known entries, start and goal, inpainted as Diffuser's ``apply_conditioning``: written
     clean into the model's noisy input and into its output (pred_x0: its x0 prediction of them is them)."""
 
     def __init__(self, model, context: Tensor, goal_frame: Tensor, frame_stack: int, channels: str,
                  rows: Tensor | None = None) -> None:
-        width = 4 if channels == "full" else 2  # the observation part of a frame: (x, y, vx, vy) or (x, y)
+        width = known_width(channels)
         if goal_frame.dim() != 2 or goal_frame.shape[-1] != width:
             raise ValueError(f"goal_frame must be (B, {width}) for channels {channels!r}, got {tuple(goal_frame.shape)}")
         self.model = model
@@ -248,7 +253,7 @@ class PlanningLoss:
         if self.spec.kind == "diffuser" and self.spec.conditioned_training:
             local_x0, local_valid = ctx.shard(x0), ctx.shard(valid)  # (b, 1+T, D), (b, 1+T): this process's rows
             fs, dim = self.spec.frame_stack, frame_dim(self.spec.channels)
-            width = 4 if self.spec.channels == "full" else 2
+            width = known_width(self.spec.channels)
             goal = local_x0[:, -1, (fs - 1) * dim:(fs - 1) * dim + width]  # (b, width): the window's final state
             net = KnownEnds(model, local_x0[:, :1], goal, fs, self.spec.channels, rows=local_valid[:, -1].bool())
         out = self.loss(net, x0, valid=valid, generator=ctx.generator, shard=ctx.shard)
