@@ -213,11 +213,12 @@ def test_cli_trains_and_plans_with_the_papers_rnn_and_constant_weights(tmp_path,
     run = tmp_path / "rnn"
     common = ["--data", str(data), "--n-tokens", "3", "--threads", "1", "--quiet", "--device", "cpu"]
     assert main(["train", *common, "--out", str(run), "--steps", "3", "--backbone", "rnn", "--z-dim", "16",
-                 "--network-size", "2", "--loss-weighting", "constant", "--action-std", "2", "2"]) == 0
+                 "--network-size", "2", "--loss-weighting", "constant", "--action-std", "2", "2",
+                 "--obs-std", "1.8", "1.4", "8", "8"]) == 0
     model = json.loads(capsys.readouterr().out)["model"]
     assert (model["backbone"], model["z_dim"], model["network_size"], model["loss_weighting"]) == (
         "rnn", 16, 2, "constant")
-    assert model["action_std"] == [2.0, 2.0]
+    assert model["action_std"] == [2.0, 2.0] and model["obs_std"] == [1.8, 1.4, 8.0, 8.0]
     from dforce_backbones import RecurrentDenoiser
     from dforce_plan.model import load_model
 

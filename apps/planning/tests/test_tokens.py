@@ -71,6 +71,27 @@ def test_action_std_override_reaches_windows_and_round_trips(small_data):
             ModelSpec(action_std=bad)
 
 
+def test_obs_std_override_reaches_windows_context_and_round_trips(small_data):
+    std = [2.0 * 0.89972174, 2.0 * 0.7093159, 8.0, 8.0]  # the main: README's diffused-action recipe on umaze
+    spec = ModelSpec(n_tokens=3, frame_stack=10, d_model=16, n_layers=1, n_heads=2, obs_std=std, action_std=[3, 3])
+    norm = spec.normalizer()
+    official = Normalizer.for_maze("umaze")
+    assert norm.obs_std == tuple(std) and norm.obs_mean == official.obs_mean and norm.act_std == (3.0, 3.0)
+    item = make_windows(small_data, spec)[100]
+    raw = torch.as_tensor(small_data["observations"][101], dtype=torch.float32)  # o_{t+1} of the first frame
+    want = (raw - torch.tensor(official.obs_mean)) / torch.tensor(std)
+    assert torch.allclose(item["tokens"][0, :4], want, atol=1e-6)
+    start = torch.as_tensor(small_data["observations"][100], dtype=torch.float32)
+    assert torch.allclose(item["start"], (start - torch.tensor(official.obs_mean)) / torch.tensor(std), atol=1e-6)
+    assert torch.allclose(norm.unnorm_pos(norm.norm_pos(start[:2])), start[:2], atol=1e-6)
+    back = ModelSpec.from_dict(spec.to_dict())
+    assert back.obs_std == std and back.normalizer() == norm
+    assert ModelSpec.from_dict({k: v for k, v in spec.to_dict().items() if k != "obs_std"}).obs_std is None
+    for bad in ([1.0, 1.0, 1.0], [1.0, 1.0, 1.0, -1.0], [1.0, 1.0, 1.0, float("inf")]):
+        with pytest.raises(ValueError, match="obs_std must be four finite numbers"):
+            ModelSpec(obs_std=bad)
+
+
 def test_flexible_horizon_padding_is_trained_at_full_noise(small_data):
     spec = ModelSpec(n_tokens=4, frame_stack=10, d_model=16, n_layers=1, n_heads=2)
     windows = make_windows(small_data, spec)

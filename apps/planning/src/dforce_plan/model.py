@@ -75,6 +75,10 @@ class ModelSpec:
     # the std that divides actions (ax, ay); None = the official constants (about 0.7). The authors' issue #2 trains
     # with [2, 2]: smaller normalised actions, hidden by noise sooner (the idea: the model derives them from positions)
     action_std: list[float] | None = None
+    # the std that divides observations (x, y, vx, vy); None = the official constants. The main: README's diffused-
+    # action recipe divides positions by twice the official std and velocities by 8 (medium: [2.67, 3.04, 8, 8]), so
+    # the loss weighs the positions (the corridors) most; position-only models use the first two values
+    obs_std: list[float] | None = None
     # what a frame holds: "full" = [o_{t+1}, a_t] (the paper's diffused actions); "pos" = (x, y) only (the main:
     # README's v1.5 recipe: no velocities, no actions; a PD controller follows the plan)
     channels: str = "full"
@@ -89,12 +93,8 @@ class ModelSpec:
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         Normalizer.for_maze(self.maze)
-        if self.action_std is not None:
-            values = list(self.action_std)
-            if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                            and math.isfinite(v) and v > 0 for v in values):
-                raise ValueError(f"action_std must be two finite numbers > 0 (ax, ay), got {self.action_std!r}")
-            self.action_std = [float(v) for v in values]
+        self.action_std = _positive_list("action_std", self.action_std, "two", "(ax, ay)")
+        self.obs_std = _positive_list("obs_std", self.obs_std, "four", "(x, y, vx, vy)")
         if self.channels not in CHANNELS:
             raise ValueError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
         if self.backbone not in BACKBONES:
@@ -149,10 +149,12 @@ class ModelSpec:
             level_embed_dim=max(64, self.d_model)))
 
     def normalizer(self) -> Normalizer:
-        """The observation / action normalisation of this model's maze (``action_std`` overrides the action std)."""
+        """The observation / action normalisation of this model's maze (``obs_std`` / ``action_std`` override it)."""
         norm = Normalizer.for_maze(self.maze)
         if self.action_std is not None:
             norm = dataclasses.replace(norm, act_std=tuple(self.action_std))
+        if self.obs_std is not None:
+            norm = dataclasses.replace(norm, obs_std=tuple(self.obs_std))
         return norm
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +168,17 @@ class ModelSpec:
         if unknown:
             raise ValueError(f"unknown ModelSpec fields {sorted(unknown)}")
         return cls(**{"conditioned_training": False, **data})
+
+
+def _positive_list(name: str, values: Any, count: str, what: str) -> list[float] | None:
+    """``values`` as floats, or a ValueError unless it holds ``count`` finite numbers > 0 (None stays None)."""
+    if values is None:
+        return None
+    values = list(values)
+    if len(values) != {"two": 2, "four": 4}[count] or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"{name} must be {count} finite numbers > 0 {what}, got {values!r}")
+    return [float(v) for v in values]
 
 
 def make_windows(dataset: dict[str, np.ndarray], spec: ModelSpec, seed: int = 0):
