@@ -93,8 +93,8 @@ class ModelSpec:
         if self.loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
         Normalizer.for_maze(self.maze)
-        self.action_std = _positive_list("action_std", self.action_std, "two", "(ax, ay)")
-        self.obs_std = _positive_list("obs_std", self.obs_std, "four", "(x, y, vx, vy)")
+        self.action_std = _positive_list("action_std", self.action_std, 2, "two", "(ax, ay)")
+        self.obs_std = _positive_list("obs_std", self.obs_std, 4, "four", "(x, y, vx, vy)")
         if self.channels not in CHANNELS:
             raise ValueError(f"channels must be one of {CHANNELS}, got {self.channels!r}")
         if self.backbone not in BACKBONES:
@@ -170,14 +170,14 @@ class ModelSpec:
         return cls(**{"conditioned_training": False, **data})
 
 
-def _positive_list(name: str, values: Any, count: str, what: str) -> list[float] | None:
+def _positive_list(name: str, values: Any, count: int, words: str, what: str) -> list[float] | None:
     """``values`` as floats, or a ValueError unless it holds ``count`` finite numbers > 0 (None stays None)."""
     if values is None:
         return None
     values = list(values)
-    if len(values) != {"two": 2, "four": 4}[count] or not all(
+    if len(values) != count or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"{name} must be {count} finite numbers > 0 {what}, got {values!r}")
+        raise ValueError(f"{name} must be {words} finite numbers > 0 {what}, got {values!r}")
     return [float(v) for v in values]
 
 
