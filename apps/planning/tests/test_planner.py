@@ -276,6 +276,22 @@ def test_actions_and_pd_controller(make_model):
     assert acting.needs_replan(plan, 10) and not acting.needs_replan(plan, 9)
 
 
+def test_diffuser_with_own_actions_runs_its_plan_open_loop_then_replans(make_model):
+    """The paper's "Diffuser w/ diffused actions": the planned actions, open loop, a new plan once they run out."""
+    model, spec = make_model(kind="diffuser", n_tokens=3)
+    planner = Planner(model, spec, PlannerConfig(method="diffuser", replan_every=None, controller="actions",
+                                                 sampling_steps=2, guidance_scale=0))
+    plan = planner.plan(OBS, GOALS, 300, t0=5, generator=torch.Generator().manual_seed(0))
+    assert plan.length == 30
+    assert np.array_equal(planner.act(plan, OBS, 5 + 29), np.clip(plan.actions[:, 29], -1, 1))
+    assert not planner.needs_replan(plan, 5 + 29) and planner.needs_replan(plan, 5 + 30)
+    with pytest.raises(ValueError, match="plan again"):  # never a silent switch to PD past the plan
+        planner.act(plan, OBS, 5 + 30)
+    every = Planner(model, spec, PlannerConfig(method="diffuser", replan_every=10, controller="actions",
+                                               sampling_steps=2, guidance_scale=0))
+    assert not every.needs_replan(plan, 5 + 9) and every.needs_replan(plan, 5 + 10)
+
+
 def test_diffuser_baseline_inpaints_start_and_goal(make_model):
     model, spec = make_model(kind="diffuser", n_tokens=3)
     planner = Planner(model, spec, PlannerConfig(method="diffuser", replan_every=None, controller="pd",

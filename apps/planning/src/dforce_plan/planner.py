@@ -490,7 +490,10 @@ class Planner:
         k = t - plan.t0
         if k < 0:
             raise ValueError(f"step {t} is before the plan's start {plan.t0}")
-        if self.config.controller == "actions" and k < plan.length:
+        if self.config.controller == "actions":
+            if k >= plan.length:
+                raise ValueError(f"step {t} is past the plan's {plan.length} actions (from step {plan.t0}); "
+                                 "plan again first (needs_replan says when)")
             return np.clip(plan.actions[:, k], -1.0, 1.0)
         kp, kd = self.config.pd_gains
         b, last = plan.positions.shape[0], plan.length - 1
@@ -524,10 +527,10 @@ class Planner:
         """Whether to plan at env step t."""
         if plan is None:
             return True
+        if self.config.controller == "actions" and t - plan.t0 >= plan.length:
+            return True  # own actions have run out (a plan-once Diffuser's fixed horizon): plan again, never PD
         every = self.config.replan_every
-        if every is None:
-            return False
-        return t - plan.t0 >= every or (self.config.controller == "actions" and t - plan.t0 >= plan.length)
+        return every is not None and t - plan.t0 >= every
 
 
 class GoalPD(Planner):
