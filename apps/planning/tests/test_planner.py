@@ -12,7 +12,7 @@ from dforce_plan.planner import (
     arrival_frames,
     planned_steps,
 )
-from dforce_plan.tokens import context_token
+from dforce_plan.tokens import Normalizer, context_token
 from dforce_sampling import MonteCarloGuidance
 
 OBS = np.array([[3.0, 1.0, 0.1, -0.2], [1.0, 3.0, 0.0, 0.3], [2.9, 3.1, -0.5, 0.0]])
@@ -134,6 +134,32 @@ def test_goal_reward_stop_after_arrival_charges_every_later_frame(make_model):
     assert r.item() == pytest.approx(-3.0, abs=1e-4)
     with pytest.raises(ValueError, match="stop_where"):
         PlannerConfig(stop_where="later")
+
+
+def test_goal_reward_main_cost_matches_hand_computation():
+    # the authors' main: code's cost per frame, normalised units: tanh(|dp|/2) + 8 tanh(|v|/2) + 8 |a|
+    norm = Normalizer(obs_mean=(1.0, 1.0, 0.5, 0.0), obs_std=(2.0, 2.0, 8.0, 8.0), act_mean=(0.0, 0.0),
+                      act_std=(6.0, 6.0))
+    world = torch.tensor([[[4.0, 5.0, 0.0, 0.0], [1.0, 1.0, 6.0, 8.0]]])  # (1, 2, 4): far at rest; at the goal, moving
+    acts = torch.tensor([[[0.0, 0.0], [3.0, 4.0]]])  # (1, 2, 2) world
+    frames = torch.cat([norm.norm_obs(world), norm.norm_act(acts)], dim=-1)  # (1, 2, 6)
+    x = torch.cat([torch.zeros(1, 1, 6), frames], dim=1).requires_grad_()  # (1, 3, 6): context first
+    goals = torch.tensor([[1.0, 1.0]])
+    r = GoalReward(goals, norm, 1, steps=2, distance="main")(x)
+    # frame 1: |dp^| = |(3, 4)| / 2 = 2.5, v^ = a^ = 0; frame 2: dp^ = 0, |v^| = |(6, 8)| / 8 = 1.25, |a^| = 5 / 6
+    def sm(d):  # each norm is smoothed by 1e-3 (normalised units) at 0
+        return np.sqrt(d**2 + 1e-6) - 1e-3
+
+    expected = (np.tanh(sm(2.5) / 2) + 8 * np.tanh(sm(0.0) / 2) + 8 * sm(0.0)
+                + np.tanh(sm(0.0) / 2) + 8 * np.tanh(sm(1.25) / 2) + 8 * sm(5 / 6))
+    assert r.item() == pytest.approx(-expected, abs=1e-5)
+    assert expected == pytest.approx(np.tanh(1.25) + 8 * np.tanh(0.625) + 8 * 5 / 6, abs=0.02)
+    (g,) = torch.autograd.grad(r, x)
+    assert torch.isfinite(g).all()
+    # it asks the moving frame to slow down and to stop pushing: ascent lowers its |v^| and |a^|
+    assert (g[0, 2, 2:4] * frames[0, 1, 2:4]).sum() < 0 and (g[0, 2, 4:6] * frames[0, 1, 4:6]).sum() < 0
+    with pytest.raises(ValueError, match="full-token"):
+        GoalReward(goals, norm, 1, steps=2, distance="main", channels="pos")
 
 
 def test_goal_reward_tanh_distance_matches_hand_computation(make_model):

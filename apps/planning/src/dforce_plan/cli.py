@@ -459,9 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="world units: the stop term charges speed with weight exp(-(d / r)^2) (default 1, a cell)")
     ev.add_argument("--stop-where", choices=["near", "after"],
                     help="stop term frames: near (proximity weight, default) or after (from the plan's arrival on)")
-    ev.add_argument("--goal-distance", choices=["linear", "tanh", "geodesic"],
-                    help="reward per frame: the goal distance d (paper), 2 tanh(d/2) (the authors' main: code), or "
-                         "the shortest path to the goal through the maze (not the paper's: it knows the map)")
+    ev.add_argument("--goal-distance", choices=["linear", "tanh", "geodesic", "main"],
+                    help="reward per frame: the goal distance d (paper), 2 tanh(d/2) (the authors' main: code's "
+                         "squashing), the shortest path to the goal through the maze (not the paper's: it knows the "
+                         "map), or main: the authors' main: code's whole cost for full tokens, squashed normalised "
+                         "goal distance + 8 x squashed normalised speed + 8 x normalised |action| (asks for rest)")
     ev.add_argument("--wall-cost", type=float,
                     help="with --goal-distance geodesic: cost per unit inside walls (default 20; >= 1)")
     ev.add_argument("--guidance-form", choices=["classifier", "paper"],

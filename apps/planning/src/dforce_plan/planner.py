@@ -45,8 +45,12 @@ from .tokens import OBS_DIM, Normalizer, context_token, n_plan_tokens, unpack
 METHODS = ("df_mcg", "df", "diffuser", "goal_pd")
 SPEED_EPS = 0.5  # smoothing of |v| in the stop term: its gradient turns continuously at rest
 CONTROLLERS = ("actions", "pd")
-# how a frame's goal distance enters the reward: d, 2 tanh(d / 2), or the shortest path through the maze (not paper)
-GOAL_DISTANCES = ("linear", "tanh", "geodesic")
+# how a frame's goal distance enters the reward: d, 2 tanh(d / 2), the shortest path through the maze (not paper), or
+# the authors' main: code's whole per-frame cost (squashed normalised goal distance + 8 x squashed speed + 8 x |action|)
+GOAL_DISTANCES = ("linear", "tanh", "geodesic", "main")
+# main: code's weights on a horizon frame's (position, velocity, action) distances (reference §3.1)
+MAIN_WEIGHTS = (1.0, 8.0, 8.0)
+MAIN_EPS = 1e-3  # the main: code takes a plain sqrt; this keeps its gradient finite at exactly 0 (normalised units)
 STOP_WHERE = ("near", "after")  # the stop term's frames: weighted by proximity, or all from the plan's arrival on
 # how the reward sums its frames: "horizon" = the frames inside the horizon; "paper" = the paper: code's
 # episode_steps x the mean over every planned frame, the episode's last frame weighted 0 (reference §3.2)
@@ -108,7 +112,9 @@ class PlannerConfig:
     stop_weight: float = 0.0  # weight of the "stop at the goal" term of the reward (0: the paper's goal distance)
     stop_radius: float = 1.0  # world units: the stop term weighs speed by exp(-(d / stop_radius)^2)
     stop_where: str = "near"  # near: that proximity weight; after: every frame from the first within stop_radius
-    goal_distance: str = "linear"  # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code); geodesic: maze path
+    # linear: d (paper App. B.5); tanh: 2 tanh(d/2) (main: code's squashing); geodesic: maze path; main: the main:
+    # code's full cost, which also asks every planned frame for rest (zero velocity and action)
+    goal_distance: str = "linear"
     wall_cost: float = 20.0  # geodesic only: cost per unit inside walls (maze2d.geodesic.WALL_COST)
     # classifier: eps' = eps - scale sqrt(1 - a') grad R (main: code); paper: x' = DDIM + scale g grad R with the
     # paper: code's reward weighting (episode_steps x mean over planned frames), reference §3.2
@@ -199,7 +205,12 @@ class GoalReward:
     so far parts of a plan follow the model's prior and near parts are drawn in. With ``distance="geodesic"``
     (not the paper's) f(p_t) is the shortest-path distance from p_t to the goal through the maze's free space,
     read from ``fields`` (B, nx, ny) of ``dforce_datasets.maze2d.geodesic`` (``field_grid`` = (origin, step)):
-    its gradient follows the corridors instead of pulling plans through wall blocks. The second term,
+    its gradient follows the corridors instead of pulling plans through wall blocks. With ``distance="main"`` f is the
+    authors' ``main:`` code's whole per-frame cost for full tokens (reference §3.1), in the model's normalised units
+    (hat): tanh(||p^ - g^|| / 2) + 8 tanh(||v^ - 0^|| / 2) + 8 ||a^||, i.e. besides the goal it asks every planned
+    frame for rest (world velocity 0, normalised action 0), with 8 times the goal term's weight. The ``main:`` code
+    takes the mean of that over frames, channels and the batch, times 1000; here it is summed over a row's horizon
+    frames like every other option, so its guidance scales differ by a constant. The second term,
     off by default (``stop_weight`` w = 0), charges speed near the goal, so plans arrive and stay instead of
     passing through (the dataset's random walks never stop; diffusion-forcing issue #9). The proximity weight
     exp(-d^2) is held constant under the gradient: it says where speed counts, and never pushes a moving plan
@@ -241,6 +252,9 @@ class GoalReward:
         self.weighting, self.episode_steps, self.reaches_end = weighting, episode_steps, bool(reaches_end)
         if distance not in GOAL_DISTANCES:
             raise ValueError(f"distance must be one of {GOAL_DISTANCES}, got {distance!r}")
+        if distance == "main" and channels != "full":
+            raise ValueError("distance='main' charges planned velocities and actions: it needs a full-token model "
+                             "(channels='full'); a position-only model has neither")
         if (distance == "geodesic") != (fields is not None and field_grid is not None):
             raise ValueError("distance='geodesic' needs the goals' distance fields and their grid, and only it uses them")
         if fields is not None and fields.shape[0] != goals.shape[0]:
@@ -264,7 +278,9 @@ class GoalReward:
         if pos.shape[0] != goals.shape[0]:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
-        if self.distance == "geodesic":
+        if self.distance == "main":
+            cost = self.main_cost(x, goals)  # (N, H*fs)
+        elif self.distance == "geodesic":
             from dforce_datasets.maze2d.geodesic import field_lookup
 
             cost = field_lookup(self.fields, *self.field_grid, pos, self.wall_cost)  # (N, H*fs) world units
@@ -277,7 +293,7 @@ class GoalReward:
                                     window=self.speed_window)  # (N, H*fs, 2)
             else:
                 vel = self.normalizer.unnorm_obs(obs)[..., 2:]  # (N, H*fs, 2) world units
-            speed = (vel.pow(2).sum(-1) + SPEED_EPS**2).sqrt() - SPEED_EPS  # (N, H*fs): smooth |v|, no kink at 0
+            speed = smooth_norm(vel)  # (N, H*fs): smooth |v|, no kink at 0
             d = dist.detach()  # (N, H*fs): where speed counts is constant under the gradient
             if self.stop_where == "after":
                 near = (d <= self.stop_radius).to(d.dtype).cummax(dim=1).values  # (N, H*fs): 1 from arrival on
@@ -296,6 +312,23 @@ class GoalReward:
             w = self.row_weights.to(device=reward.device, dtype=reward.dtype)  # (B,)
             reward = reward * w.repeat_interleave(reward.shape[0] // w.shape[0])  # (N,)
         return reward
+
+
+    def main_cost(self, x: Tensor, goals: Tensor) -> Tensor:
+        """The ``main:`` code's per-frame cost (reference §3.1) of full tokens ``x``, goals (N, 2) world: (N, H*fs)."""
+        obs, act = unpack(x[:, 1:], self.frame_stack, self.channels)  # (N, H*fs, 4), (N, H*fs, 2) normalised
+        goal_obs = torch.cat([goals, torch.zeros_like(goals)], dim=-1)  # (N, 4): the goal at rest, world
+        target = self.normalizer.norm_obs(goal_obs)[:, None, :]  # (N, 1, 4) normalised
+        d_pos = smooth_norm(obs[..., :2] - target[..., :2], MAIN_EPS)  # (N, H*fs)
+        d_vel = smooth_norm(obs[..., 2:] - target[..., 2:], MAIN_EPS)  # (N, H*fs)
+        d_act = smooth_norm(act, MAIN_EPS)  # (N, H*fs): the main: code's target action is normalised 0
+        w_pos, w_vel, w_act = MAIN_WEIGHTS
+        return w_pos * torch.tanh(d_pos / 2) + w_vel * torch.tanh(d_vel / 2) + w_act * d_act  # (N, H*fs)
+
+
+def smooth_norm(v: Tensor, eps: float = SPEED_EPS) -> Tensor:
+    """||v|| over the last dim without the kink at 0: sqrt(|v|^2 + eps^2) - eps."""
+    return (v.pow(2).sum(-1) + eps**2).sqrt() - eps
 
 
 class LoopMonteCarloGuidance(MonteCarloGuidance):
