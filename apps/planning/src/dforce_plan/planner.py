@@ -272,14 +272,15 @@ class GoalReward:
         self.steps = steps
 
     def __call__(self, x: Tensor) -> Tensor:
-        obs, _ = unpack(x[:, 1:], self.frame_stack, self.channels)  # (N, H*fs, 4) normalised ((N, H*fs, 2): pos)
+        obs, act = unpack(x[:, 1:], self.frame_stack, self.channels)  # (N, H*fs, 4), (N, H*fs, 2) normalised
+        # (position-only models: (N, H*fs, 2) and no actions)
         pos = self.normalizer.unnorm_pos(obs[..., :2])  # (N, H*fs, 2) world
         goals = self.goals.to(pos.dtype)
         if pos.shape[0] != goals.shape[0]:
             goals = goals.repeat_interleave(pos.shape[0] // goals.shape[0], dim=0)  # (N, 2)
         dist = (pos - goals[:, None, :]).norm(dim=-1)  # (N, H*fs)
         if self.distance == "main":
-            cost = self.main_cost(x, goals)  # (N, H*fs)
+            cost = self.main_cost(obs, act, goals)  # (N, H*fs)
         elif self.distance == "geodesic":
             from dforce_datasets.maze2d.geodesic import field_lookup
 
@@ -313,10 +314,9 @@ class GoalReward:
             reward = reward * w.repeat_interleave(reward.shape[0] // w.shape[0])  # (N,)
         return reward
 
-
-    def main_cost(self, x: Tensor, goals: Tensor) -> Tensor:
-        """The ``main:`` code's per-frame cost (reference §3.1) of full tokens ``x``, goals (N, 2) world: (N, H*fs)."""
-        obs, act = unpack(x[:, 1:], self.frame_stack, self.channels)  # (N, H*fs, 4), (N, H*fs, 2) normalised
+    def main_cost(self, obs: Tensor, act: Tensor, goals: Tensor) -> Tensor:
+        """The ``main:`` code's per-frame cost (reference §3.1) of normalised planned frames ``obs`` (N, H*fs, 4) and
+        ``act`` (N, H*fs, 2), goals (N, 2) world: (N, H*fs)."""
         goal_obs = torch.cat([goals, torch.zeros_like(goals)], dim=-1)  # (N, 4): the goal at rest, world
         target = self.normalizer.norm_obs(goal_obs)[:, None, :]  # (N, 1, 4) normalised
         d_pos = smooth_norm(obs[..., :2] - target[..., :2], MAIN_EPS)  # (N, H*fs)
