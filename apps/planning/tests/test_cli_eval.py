@@ -238,6 +238,29 @@ def test_cli_trains_and_plans_with_the_papers_rnn_and_constant_weights(tmp_path,
     assert "only be a Diffusion Forcing model" in capsys.readouterr().err
 
 
+def test_eval_takes_the_scales_of_the_models_training_recipe(tmp_path, capsys):
+    """A constant-weight model with the main: scaling gets that recipe's scales, Multi2D's own under --both."""
+    data = tmp_path / "m.hdf5"
+    assert main(["data", "--maze", "medium", "--steps", "3000", "--out", str(data), "--quiet"]) == 0
+    run = tmp_path / "main"
+    assert main(["train", "--data", str(data), "--maze", "medium", "--n-tokens", "3", "--threads", "1", "--quiet",
+                 "--device", "cpu", "--out", str(run), "--steps", "2", "--d-model", "16", "--n-layers", "1",
+                 "--n-heads", "2", "--loss-weighting", "constant", "--obs-std", "2.67", "3.04", "8", "8",
+                 "--action-std", "6", "6"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", str(run), "--maze", "medium", "--method", "df_mcg", "--both", "--episodes", "1",
+                 "--sampling-steps", "1", "--replan-every", "1000", "--mc-samples", "2", "--latency-batch", "0",
+                 "--out", str(tmp_path / "ev"), "--wandb", "off", "--quiet"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    single, multi = results["dforce/maze2d-medium-v1"]["planner"], results["dforce/maze2d-multi-medium-v1"]["planner"]
+    assert (single["guidance_scale"], multi["guidance_scale"]) == (2.0, 1.0)  # RECIPE_PLANNER_PRESETS["main"]
+    assert single["mc_samples"] == multi["mc_samples"] == 2  # an explicit flag still wins, on both tasks
+    assert main(["eval", "--ckpt", str(run), "--maze", "medium", "--method", "df", "--multi", "--episodes", "1",
+                 "--sampling-steps", "1", "--replan-every", "1000", "--latency-batch", "0", "--guidance-scale", "0.7",
+                 "--out", str(tmp_path / "ev2"), "--wandb", "off", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-multi-medium-v1"]["planner"]["guidance_scale"] == 0.7
+
+
 def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path, capsys):
     data = tmp_path / "u.hdf5"
     assert main(["data", "--steps", "3000", "--out", str(data), "--quiet"]) == 0

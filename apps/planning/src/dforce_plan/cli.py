@@ -166,7 +166,7 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
 
     from .model import load_model
     from .planner import Planner, PlannerConfig
-    from .presets import planner_preset
+    from .presets import planner_preset, preset_recipe
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -174,7 +174,9 @@ def build_planner(ckpt: str, method: str, maze: str, overrides: dict[str, Any], 
         raise CliError("--device cuda but no CUDA device is available")
     model, spec = load_model(ckpt)
     model.to(device)
-    settings = planner_preset(method, maze, spec.channels)  # methods without position-only presets keep theirs
+    # methods without position-only presets keep theirs; full-token models get their training recipe's scales
+    recipe = preset_recipe(spec.loss_weighting, spec.obs_std, spec.action_std, spec.backbone)
+    settings = planner_preset(method, maze, spec.channels, recipe)
     if (overrides.get("pos_velocity"), overrides.get("pos_velocity_window")) != (None, None) and spec.channels != "pos":
         raise CliError("--pos-velocity would be ignored: it sets the PD velocity reference of a position-only model "
                        "(--channels pos); this model plans its velocities")
@@ -262,6 +264,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         provenance = checkpoint_provenance(args.ckpt)
     results = {}
     for multi in ([False, True] if args.both else [args.multi]):
+        if multi and not goal_pd:  # a preset may hold Multi2D's own choice (RECIPE_PLANNER_PRESETS)
+            planner = build_planner(args.ckpt, args.method, f"multi-{args.maze}", overrides, args.device)
         cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
                          latency_batch=0 if goal_pd else args.latency_batch, progress=not args.quiet)
         if args.plans_only:

@@ -113,19 +113,68 @@ POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def planner_preset(method: str, maze: str, channels: str = "full") -> dict[str, Any]:
-    """The preset planner settings (a copy) of ``method`` on ``maze`` (Multi2D uses its maze's) for a model whose
-    tokens hold ``channels`` ("full", or "pos": position-only, ``POS_PLANNER_PRESETS``)."""
-    maze = maze.removeprefix("multi-")
+# Full-token models trained with constant loss weights (the paper: branch's weighting; every own-action row that the
+# README reports since the thirty-second session): their guidance scales, by how the model normalises its tokens
+# (``preset_recipe``). Chosen on held-out seeds 1000-1029 (30 episodes, seed 0's model, own actions, the paper's
+# goal reward, no stop term: it lowered umaze's DF + MCG from 54.5 to 37.0 / 18.2 / 27.4 at weights 0.5 / 1 / 2 and
+# DF w/o MCG from 53.5 to 28.6 / 44.9 / 19.2, thirty-fifth session). "official" (official std; umaze 5,000 updates,
+# thirty-fourth session): df_mcg 2.0 (of 0.5 / 1 / 2 / 3: 38.0 / 43.8 / 54.5 / 43.5; Multi2D 1 / 2: 83.0 / 83.2), df
+# 1.0 (of 0.1 / 0.3 / 1 / 2 / 3: 22.5 / 43.5 / 53.5 / 11.6 / 3.8); medium (5,000 updates, thirty-second session):
+# df_mcg 0.3 (of 0.3 / 1: 42.4 / 7.0), df 0.1 (of 0.1 / 0.3 / 1: 37.1 / 35.3 / 1.5). "main" (the main: README's
+# diffused-action scaling, ``--obs-std``: positions by twice the official std, velocities by 8; thirty-second to
+# thirty-fourth sessions): umaze df_mcg 1.0 (of 1 / 2 / 4: 17.8 / 9.8 / 9.4), df 0.3 (of 0.3 / 1 / 3: 13.1 / 12.7 /
+# 5.0); medium df_mcg 2.0 (of 0.3 / 1 / 2: 29.3 / 84.9 / 89.0) and on Multi2D 1.0 (of 0.5 / 1 / 2 / 4: 32.8 / 45.3 /
+# 31.1 / 15.0), df 1.0 (of 0.1 / 0.3 / 1 / 3: 27.2 / 46.3 / 51.9 / 32.8); large (8,000 updates) df_mcg 0.1 (of 0.05 /
+# 0.1 / 0.5 / 2: 10.7 / 19.4 / 11.1 / 2.2), df 0.1 (of 0.03 / 0.05 / 0.1 / 0.3 / 1: 18.8 / 26.4 / 18.1 / 5.8 / -0.8;
+# 0.05 then lost to 0.1 on seeds 0-99 with two models, -6.8 +- 2.3 single task, -8.2 +- 3.6 Multi2D, so 0.1).
+# A maze that a recipe does not list (large with the official std) keeps the ``PLANNER_PRESETS`` entry; a
+# "multi-<maze>" key is Multi2D's own choice, else Multi2D uses its maze's.
+RECIPE_PLANNER_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "official": {
+        "df_mcg": {"umaze": {**_DF, "guidance_scale": 2.0}, "medium": {**_DF, "guidance_scale": 0.3}},
+        "df": {"umaze": {**_DF, "mc_samples": 1, "guidance_scale": 1.0},
+               "medium": {**_DF, "mc_samples": 1, "guidance_scale": 0.1}},
+    },
+    "main": {
+        "df_mcg": {"umaze": {**_DF, "guidance_scale": 1.0}, "medium": {**_DF, "guidance_scale": 2.0},
+                   "multi-medium": {**_DF, "guidance_scale": 1.0}, "large": {**_DF, "guidance_scale": 0.1}},
+        "df": {"umaze": {**_DF, "mc_samples": 1, "guidance_scale": 0.3},
+               "medium": {**_DF, "mc_samples": 1, "guidance_scale": 1.0},
+               "large": {**_DF, "mc_samples": 1, "guidance_scale": 0.1}},
+    },
+}
+RECIPES = (None, *RECIPE_PLANNER_PRESETS)
+
+
+def preset_recipe(loss_weighting: str, obs_std: Any = None, action_std: Any = None,
+                  backbone: str = "transformer") -> str | None:
+    """Which ``RECIPE_PLANNER_PRESETS`` entry fits a model trained this way: "main" (``--obs-std`` given), "official"
+    (constant loss weights, official std), or None (``PLANNER_PRESETS``: min-SNR weights, the recurrent backbone,
+    or only the actions rescaled)."""
+    if backbone != "transformer" or loss_weighting != "constant":
+        return None
+    if obs_std is not None:
+        return "main"
+    return "official" if action_std is None else None
+
+
+def planner_preset(method: str, maze: str, channels: str = "full", recipe: str | None = None) -> dict[str, Any]:
+    """The preset planner settings (a copy) of ``method`` on ``maze`` ("multi-<maze>": Multi2D) for a model whose
+    tokens hold ``channels`` ("full", or "pos": position-only, ``POS_PLANNER_PRESETS``) and that was trained with
+    ``recipe`` (``preset_recipe``; full tokens only, ``RECIPE_PLANNER_PRESETS``)."""
+    task, maze = maze, maze.removeprefix("multi-")
     if method not in PLANNER_PRESETS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(PLANNER_PRESETS)}")
     if maze not in MAZES:
         raise ValueError(f"unknown maze {maze!r}; choose one of {MAZES}")
     if channels not in ("full", "pos"):
         raise ValueError(f"unknown channels {channels!r}; choose full or pos")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {RECIPES}")
     if channels == "pos" and method in POS_PLANNER_PRESETS:
         return dict(POS_PLANNER_PRESETS[method][maze])
-    return dict(PLANNER_PRESETS[method][maze])
+    by_maze = RECIPE_PLANNER_PRESETS.get(recipe, {}).get(method, {}) if channels == "full" else {}
+    return dict(by_maze.get(task) or by_maze.get(maze) or PLANNER_PRESETS[method][maze])
 
 
 def model_preset(size: str) -> dict[str, Any]:
