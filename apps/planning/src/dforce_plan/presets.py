@@ -125,8 +125,9 @@ POS_PLANNER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # thirty-fourth sessions): umaze df_mcg 1.0 (of 1 / 2 / 4: 17.8 / 9.8 / 9.4), df 0.3 (of 0.3 / 1 / 3: 13.1 / 12.7 /
 # 5.0); medium df_mcg 2.0 (of 0.3 / 1 / 2: 29.3 / 84.9 / 89.0) and on Multi2D 1.0 (of 0.5 / 1 / 2 / 4: 32.8 / 45.3 /
 # 31.1 / 15.0), df 1.0 (of 0.1 / 0.3 / 1 / 3: 27.2 / 46.3 / 51.9 / 32.8); large (8,000 updates) df_mcg 0.1 (of 0.05 /
-# 0.1 / 0.5 / 2: 10.7 / 19.4 / 11.1 / 2.2; on seeds 0-99 it scores 10.8 +- 2.0 below df, thirty-fifth session), df 0.1 (of 0.03 / 0.05 / 0.1 / 0.3 / 1: 18.8 / 26.4 / 18.1 / 5.8 / -0.8;
-# 0.05 then lost to 0.1 on seeds 0-99 with two models, -6.8 +- 2.3 single task, -8.2 +- 3.6 Multi2D, so 0.1).
+# 0.1 / 0.5 / 2: 10.7 / 19.4 / 11.1 / 2.2; on seeds 0-99 it scores 10.8 +- 2.0 below df, thirty-fifth session), df
+# 0.1 (of 0.03 / 0.05 / 0.1 / 0.3 / 1: 18.8 / 26.4 / 18.1 / 5.8 / -0.8; 0.05 then lost to 0.1 on seeds 0-99 with two
+# models, -6.8 +- 2.3 single task, -8.2 +- 3.6 Multi2D, so 0.1).
 # A maze that a recipe does not list (large with the official std) keeps the ``PLANNER_PRESETS`` entry; a
 # "multi-<maze>" key is Multi2D's own choice, else Multi2D uses its maze's.
 RECIPE_PLANNER_PRESETS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
