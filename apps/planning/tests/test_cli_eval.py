@@ -259,6 +259,10 @@ def test_eval_takes_the_scales_of_the_models_training_recipe(tmp_path, capsys):
                  "--sampling-steps", "1", "--replan-every", "1000", "--latency-batch", "0", "--guidance-scale", "0.7",
                  "--out", str(tmp_path / "ev2"), "--wandb", "off", "--quiet"]) == 0
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-multi-medium-v1"]["planner"]["guidance_scale"] == 0.7
+    assert main(["eval", "--ckpt", str(run), "--maze", "medium", "--method", "df_mcg", "--multi", "--episodes", "1",
+                 "--sampling-steps", "1", "--replan-every", "1000", "--mc-samples", "2", "--latency-batch", "0",
+                 "--out", str(tmp_path / "ev3"), "--wandb", "off", "--quiet"]) == 0
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-multi-medium-v1"]["planner"]["guidance_scale"] == 1.0
 
 
 def test_cli_trains_a_position_only_model_and_follows_its_plans_with_pd(tmp_path, capsys):

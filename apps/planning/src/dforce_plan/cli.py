@@ -255,7 +255,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
             settings["pd_gains"] = tuple(args.pd_gains)
         planner, provenance = GoalPD(args.maze, PlannerConfig(method="goal_pd", **settings)), None
     else:
-        planner = build_planner(args.ckpt, args.method, args.maze, overrides, args.device)
+        first = f"multi-{args.maze}" if args.multi and not args.both else args.maze  # the first task's preset
+        planner = build_planner(args.ckpt, args.method, first, overrides, args.device)
         if planner.spec.maze != args.maze:
             raise CliError(f"the checkpoint was trained on {planner.spec.maze}, not {args.maze}; "
                            f"pass --maze {planner.spec.maze}")
@@ -264,7 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         provenance = checkpoint_provenance(args.ckpt)
     results = {}
     for multi in ([False, True] if args.both else [args.multi]):
-        if multi and not goal_pd:  # a preset may hold Multi2D's own choice (RECIPE_PLANNER_PRESETS)
+        if multi and args.both and not goal_pd:  # a preset may hold Multi2D's own choice (RECIPE_PLANNER_PRESETS)
             planner = build_planner(args.ckpt, args.method, f"multi-{args.maze}", overrides, args.device)
         cfg = EvalConfig(maze=args.maze, multi=multi, episodes=args.episodes, seed=args.seed, show=args.show,
                          latency_batch=0 if goal_pd else args.latency_batch, progress=not args.quiet)
