@@ -45,6 +45,44 @@ def test_eval_on_three_episodes_writes_png_and_jsonl(tmp_path, make_model):
     assert any(r.get("image") == "trajectories" for r in logged)
 
 
+def test_replan_near_replans_only_the_envs_near_their_goal(tmp_path, make_model, monkeypatch):
+    """replan_near: between the scheduled replans, only the envs within R of their goal plan again (as a smaller
+    batch), and a radius that reaches every cell makes every env plan every step, as replan_every 1 would."""
+    from dforce_plan import evaluate as ev_mod
+
+    model, spec = make_model()
+    cfg = EvalConfig(maze="umaze", episodes=3, seed=2, show=2, latency_batch=0, progress=False)
+    calls = []
+    real = Planner.plan
+
+    def spy(self, obs, goals, steps_left, t0=0, **kw):
+        calls.append((t0, obs.shape[0]))
+        return real(self, obs, goals, steps_left, t0=t0, **kw)
+
+    monkeypatch.setattr(Planner, "plan", spy)
+    settings = dict(guidance_scale=0.0, sampling_steps=1, horizon=20, replan_every=10)
+    base = evaluate(Planner(model, spec, PlannerConfig(**settings)), cfg, None, wandb="off")
+    assert base["near_replans"] == 0 and calls == [(t, 3) for t in range(0, 300, 10)]
+    calls.clear()
+    everywhere = evaluate(Planner(model, spec, PlannerConfig(**settings, replan_near=100.0)), cfg, None, wandb="off")
+    assert calls == [(t, 3) for t in range(300)]  # scheduled at multiples of 10, near-goal replans between
+    assert everywhere["near_replans"] == 270 and everywhere["near_replan_rows"] == 810
+    calls.clear()
+    seen = []
+    real_splice = ev_mod.splice
+
+    def splice_spy(plan, rows, sub):
+        seen.append(rows.copy())
+        return real_splice(plan, rows, sub)
+
+    monkeypatch.setattr(ev_mod, "splice", splice_spy)
+    near = evaluate(Planner(model, spec, PlannerConfig(**settings, replan_near=1.5)), cfg, tmp_path, wandb="off")
+    assert 0 < near["near_replans"] < 270 and near["near_replans"] == len(seen) and near["near_replan_rows"] == sum(int(r.sum()) for r in seen)
+    assert [t for t, n in calls if n == 3 and t % 10 == 0] == list(range(0, 300, 10))  # the schedule is kept
+    assert any(0 < n < 3 for t, n in calls if t % 10)  # and subsets plan between scheduled replans
+    assert json.loads((tmp_path / "df_mcg_umaze_summary.json").read_text())["planner"]["replan_near"] == 1.5
+
+
 def test_goal_hold_counts_steps_after_the_first_arrival():
     # horizon 10: arrives during step 2 (first_reach 3) and stays 8 steps; arrives at step 0 (first_reach 1),
     # stays 4 of 10; never arrives

@@ -11,6 +11,7 @@ from dforce_plan.planner import (
     PlannerConfig,
     arrival_frames,
     planned_steps,
+    splice,
 )
 from dforce_plan.tokens import Normalizer, context_token
 from dforce_sampling import MonteCarloGuidance
@@ -578,3 +579,56 @@ def test_stall_weights_by_hand(make_model):
     for bad in (0.0, float("inf")):
         with pytest.raises(ValueError, match="stall_distance must be"):
             PlannerConfig(stall_decay=0.5, stall_distance=bad)
+
+
+def _plan(b, length, t0, base, end=None, start=None):
+    """A hand-made plan whose every value encodes (env, frame): base + 100 env + frame."""
+    v = base + 100.0 * np.arange(b)[:, None, None] + np.arange(length)[None, :, None] + np.zeros((1, 1, 2))  # (b, L, 2)
+    return Plan(positions=v, velocities=v + 0.25, actions=v + 0.5, t0=t0, end=end, start=start)
+
+
+def test_splice_replaces_the_chosen_rows_and_keeps_the_clock():
+    """replan_near: the rows of the envs that planned again at step t come from the new plan, read from t on;
+    the others keep their plan; both are padded with their last frame to the longer length."""
+    old = _plan(3, 30, t0=10, base=0.0)
+    sub = _plan(1, 25, t0=17, base=1000.0)  # env 1 planned again at step 17, 25 frames
+    rows = np.array([False, True, False])
+    out = splice(old, rows, sub)
+    assert out.t0 == 10 and out.length == 32  # shift 7 + 25 frames
+    for t in range(17, 42):  # env 1 reads the new plan's frame t - 17 at step t
+        assert np.array_equal(out.actions[1, t - out.t0], sub.actions[0, t - 17])
+    assert np.array_equal(out.positions[0, :30], old.positions[0])  # env 0: unchanged
+    assert np.array_equal(out.positions[2, 30:], np.repeat(old.positions[2, -1:], 2, axis=0))  # padded at rest
+    assert np.array_equal(out.velocities[1, 7:], sub.velocities[0])
+    short = splice(old, rows, _plan(1, 5, t0=12, base=1000.0))  # a shorter new plan: padded with its last frame
+    assert short.length == 30 and np.array_equal(short.actions[1, 7:], np.repeat(short.actions[1, 6:7], 23, 0))
+    with pytest.raises(ValueError, match="splice needs"):
+        splice(old, rows, _plan(1, 5, t0=9, base=0.0))  # made before the plan
+    with pytest.raises(ValueError, match="splice needs"):
+        splice(old, rows, _plan(2, 5, t0=12, base=0.0))  # two rows for one env
+
+
+def test_splice_moves_pd_plan_ends_with_the_shift():
+    """hold_radius plans: a spliced row's end frame moves with the shift, -1 (hold the start) stays -1."""
+    old = _plan(3, 30, t0=0, base=0.0, end=np.array([5, 30, 12]), start=np.zeros((3, 2)))
+    sub = _plan(2, 20, t0=4, base=1000.0, end=np.array([3, -1]), start=np.array([[1.0, 2.0], [3.0, 4.0]]))
+    out = splice(old, np.array([True, False, True]), sub)
+    assert out.end.tolist() == [7, 30, -1]
+    assert out.start.tolist() == [[1.0, 2.0], [0.0, 0.0], [3.0, 4.0]]
+
+
+def test_near_due_picks_envs_near_their_goal(make_model):
+    """replan_near R: an env within R of its goal plans again once replan_near_every steps have passed since its
+    rows were made; off (None) never."""
+    model, spec = make_model()
+    planner = Planner(model, spec, PlannerConfig(replan_near=1.0, replan_near_every=2))
+    obs = np.array([[1.5, 1.0, 0, 0], [1.5, 1.0, 0, 0], [3.0, 3.0, 0, 0]])  # 0.5, 0.5, 2.83 from (1, 1)
+    goals = np.ones((3, 2))
+    assert planner.near_due(obs, goals, np.array([10, 11, 10]), 12).tolist() == [True, False, False]
+    off = Planner(model, spec, PlannerConfig())
+    assert not off.near_due(obs, goals, np.zeros(3, dtype=int), 50).any()
+    for kw, msg in [({"replan_near": 0.0}, "replan_near must be"), ({"replan_near": float("nan")}, "replan_near must"),
+                    ({"replan_near": 1.0, "replan_near_every": 0}, "replan_near_every must"),
+                    ({"replan_near": 1.0, "replan_every": None}, "needs replan_every")]:
+        with pytest.raises(ValueError, match=msg):
+            PlannerConfig(**kw)

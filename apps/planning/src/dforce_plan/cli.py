@@ -206,6 +206,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "goal_distance": args.goal_distance, "wall_cost": args.wall_cost, "mc_samples": args.mc_samples,
             "guidance_form": args.guidance_form,
             "horizon": args.horizon, "replan_every": args.replan_every, "sampling_steps": args.sampling_steps,
+            "replan_near": args.replan_near, "replan_near_every": args.replan_near_every,
             "controller": args.controller, "pd_gains": tuple(args.pd_gains) if args.pd_gains else None,
             "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window,
             "hold_radius": args.hold_radius,  # 0 = off, mapped in build_planner
@@ -227,7 +228,8 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
     planning = ("guidance_scale", "stop_weight", "stop_radius", "stop_where", "goal_distance", "wall_cost",
                 "mc_samples", "horizon", "guidance_form", "stall_decay", "stall_distance")
     unused = {"diffuser": planning, "df": ("mc_samples",),
-              "goal_pd": (*planning, "replan_every", "sampling_steps", "controller", "pos_velocity",
+              "goal_pd": (*planning, "replan_every", "replan_near", "replan_near_every", "sampling_steps",
+                          "controller", "pos_velocity",
                           "pos_velocity_window", "hold_radius")}.get(args.method, ())
     given = [f"--{k.replace('_', '-')}" for k in unused if overrides[k] is not None]
     if goal_pd and args.plans_only:
@@ -239,10 +241,14 @@ def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"{' '.join(given)} would be ignored: --method {args.method} {why}")
     from .presets import planner_preset
 
+    if args.replan_near_every is not None and args.replan_near is None:
+        raise CliError("--replan-near-every would be ignored: it spaces the replans of --replan-near, which is off; "
+                       "add that")
     if args.wall_cost is not None and args.goal_distance != "geodesic":
         raise CliError("--wall-cost would be ignored: it shapes the geodesic reward; add --goal-distance geodesic")
     if args.plans_only:
-        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "pos_velocity",
+        acting = [f"--{k.replace('_', '-')}" for k in ("controller", "pd_gains", "replan_every", "replan_near",
+                                                           "replan_near_every", "pos_velocity",
                                                            "pos_velocity_window", "hold_radius", "stall_decay")
                   if overrides[k] is not None]
         if acting:
@@ -478,6 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--mc-samples", type=int)
     ev.add_argument("--horizon", type=int, help="most steps per plan (default: rest of the episode)")
     ev.add_argument("--replan-every", type=int)
+    ev.add_argument("--replan-near", dest="replan_near", type=float, metavar="R",
+                    help="not in the paper: an env within R world units of its goal also plans again every "
+                         "--replan-near-every steps between the scheduled replans (its rows only; default off)")
+    ev.add_argument("--replan-near-every", dest="replan_near_every", type=int, metavar="N",
+                    help="with --replan-near: env steps between such replans (default 1)")
     ev.add_argument("--sampling-steps", type=int)
     ev.add_argument("--pos-velocity", dest="pos_velocity", choices=["step", "finite", "smooth"],
                     help="position-only models (--channels pos): the PD's velocity reference, the planned step per "

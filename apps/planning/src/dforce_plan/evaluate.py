@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .planner import Planner
+from .planner import Planner, splice
 from .presets import SLOW_SPEED
 
 PAPER_SCORES = {  # DF paper Table 1 ("Ours"), D4RL normalized x 100 (reference §6.1; scale caveat in §5.2)
@@ -180,6 +180,9 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
     replan_s: list[float] = []
     plan = None
     weights, last = np.ones(n), obs[:, :2].copy()  # (n,) guidance weights (stall_decay), positions at the last replan
+    born = np.zeros(n, dtype=np.int64)  # (n,): the step each env's rows of the plan were made (replan_near)
+    near_s: list[float] = []  # seconds per replan_near replan (a subset of the envs)
+    near_rows = 0
     t_start = time.perf_counter()
     for t in tqdm(range(horizon), desc=f"eval {planner.config.method} {cfg.env_id}", disable=not cfg.progress,
                   dynamic_ncols=True):
@@ -190,8 +193,18 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
             plan = planner.plan(obs, goals, horizon - t, t0=t, generator=gen,
                                 guidance_weights=None if planner.config.stall_decay is None else weights)
             replan_s.append(plan.seconds)
+            born[:] = t
             for i in range(show):
                 plan_paths[i].append(np.concatenate([obs[i : i + 1, :2], plan.positions[i]]))
+        elif (near := planner.near_due(obs, goals, born, t)).any():  # replan_near: only the envs near their goal
+            sub = planner.plan(obs[near], goals[near], horizon - t, t0=t, generator=gen,
+                               guidance_weights=None if planner.config.stall_decay is None else weights[near])
+            plan = splice(plan, near, sub)
+            near_s.append(sub.seconds)
+            near_rows += int(near.sum())
+            born[near] = t
+            for i in np.flatnonzero(near[:show]):
+                plan_paths[i].append(np.concatenate([obs[i : i + 1, :2], sub.positions[int(near[:i].sum())]]))
         obs, rewards, _, _, info = venv.step(planner.act(plan, obs, t))
         returns += rewards
         first_reach[(first_reach < 0) & info["success"]] = t + 1
@@ -224,6 +237,9 @@ def evaluate(planner: Planner, cfg: EvalConfig, out_dir: str | Path | None = Non
         # stall_decay: the share of episodes whose guidance was cut at least once (the ball stalled off the goal)
         "stalled_frac": float((weights < 1.0).mean()),
         "replans": len(replan_s), "replan_ms_batch": 1000.0 * float(np.mean(replan_s)),
+        # replan_near: the extra replans of envs near their goal (each a subset of the batch), and their env-plans
+        "near_replans": len(near_s), "near_replan_rows": near_rows,
+        "near_replan_ms": 1000.0 * float(np.mean(near_s)) if near_s else float("nan"),
         "replan_ms_per_env": 1000.0 * float(np.mean(replan_s)) / n, "wall_s": wall,
         "planner": planner.config.to_dict(), "model": None if planner.spec is None else planner.spec.to_dict(),
         "checkpoint": checkpoint, "machine": numerics_fingerprint(),

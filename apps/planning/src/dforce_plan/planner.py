@@ -122,6 +122,11 @@ class PlannerConfig:
     mc_samples: int = 4  # Monte Carlo samples per token (1 = no MCG)
     horizon: int | None = None
     replan_every: int | None = 10  # env steps between replans (None: plan once, Diffuser's protocol)
+    # Not in the paper: an env whose ball is within replan_near world units of its goal also plans again every
+    # replan_near_every steps between the scheduled replans (its rows only, spliced into the batch's plan), so a ball
+    # that would run through the goal on 10 open-loop actions gets a fresh plan from where it is (None: off)
+    replan_near: float | None = None
+    replan_near_every: int = 1
     sampling_steps: int = 10  # S, DDIM steps per token
     stabilization_level: int = 10  # clean context shown at level 9 (reference §2.5, planning)
     uncertainty_scale: float = 1.0  # pyramid slope
@@ -170,6 +175,13 @@ class PlannerConfig:
             raise ValueError(f"horizon must be >= 1 step or None (rest of the episode), got {self.horizon}")
         if self.replan_every is not None and self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1 or None (plan once), got {self.replan_every}")
+        if self.replan_near is not None and not (math.isfinite(float(self.replan_near)) and self.replan_near > 0):
+            raise ValueError(f"replan_near must be a distance > 0 (world units) or None, got {self.replan_near!r}")
+        if isinstance(self.replan_near_every, bool) or not isinstance(self.replan_near_every, int) \
+                or self.replan_near_every < 1:
+            raise ValueError(f"replan_near_every must be an int >= 1 (env steps), got {self.replan_near_every!r}")
+        if self.replan_near is not None and self.replan_every is None:
+            raise ValueError("replan_near replans between scheduled replans; it needs replan_every (not None)")
         if self.pos_velocity not in POS_VELOCITIES:
             raise ValueError(f"pos_velocity must be one of {POS_VELOCITIES}, got {self.pos_velocity!r}")
         if isinstance(self.pos_velocity_window, bool) or not isinstance(self.pos_velocity_window, int) \
@@ -387,6 +399,44 @@ class Plan:
         return int(self.positions.shape[1])
 
 
+def splice(plan: Plan, rows: np.ndarray, sub: Plan) -> Plan:
+    """``plan`` with the envs ``rows`` (B,) bool replaced by ``sub`` (one row per True), made later (sub.t0 >= t0).
+
+    The result keeps ``plan.t0``, so the scheduled replans keep their clock; ``sub``'s frames are shifted right by
+    ``sub.t0 - plan.t0`` (the frames before are never read), and every row is padded with its last frame to the
+    longer of the two plans.
+    """
+    rows = np.asarray(rows, dtype=bool)
+    shift = sub.t0 - plan.t0
+    if shift < 0 or sub.positions.shape[0] != int(rows.sum()) or rows.shape != (plan.positions.shape[0],):
+        raise ValueError(f"splice needs sub made at or after the plan (t0 {sub.t0} vs {plan.t0}) with one row per "
+                         f"selected env ({sub.positions.shape[0]} vs {int(rows.sum())} of {plan.positions.shape[0]})")
+    length = max(plan.length, shift + sub.length)
+
+    def merged(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+        out = np.concatenate([old, np.repeat(old[:, -1:], length - old.shape[1], axis=1)], axis=1)  # (B, L', c)
+        new = np.concatenate([np.repeat(new[:, :1], shift, axis=1), new,
+                              np.repeat(new[:, -1:], length - shift - new.shape[1], axis=1)], axis=1)  # (b, L', c)
+        out[rows] = new
+        return out
+
+    end = None
+    if plan.end is not None or sub.end is not None:
+        end = np.full(rows.shape[0], length) if plan.end is None else plan.end.copy()  # (B,)
+        if sub.end is None:
+            end[rows] = length  # (b,): not ended, as a plan without ends
+        else:  # -1 (hold the start position) stays -1; a frame moves with the shift
+            end[rows] = np.where(sub.end < 0, -1, sub.end + shift)
+    start = None
+    if plan.start is not None or sub.start is not None:
+        start = np.zeros((rows.shape[0], 2)) if plan.start is None else plan.start.copy()  # (B, 2)
+        if sub.start is not None:
+            start[rows] = sub.start
+    return Plan(positions=merged(plan.positions, sub.positions), velocities=merged(plan.velocities, sub.velocities),
+                actions=merged(plan.actions, sub.actions), t0=plan.t0, seconds=sub.seconds, tokens=None,
+                end=end, start=start)
+
+
 class Planner:
     """Plans and acts for a batch of envs with a trained model (see the module docstring)."""
 
@@ -555,6 +605,15 @@ class Planner:
         away = np.linalg.norm(pos - np.asarray(goals, dtype=np.float64), axis=-1)  # (B,)
         stalled = (moved < c.stall_distance) & (away > GOAL_RADIUS)  # (B,): a ball held at the goal is not stalled
         return np.where(stalled, weights * c.stall_decay, weights)
+
+    def near_due(self, obs: np.ndarray, goals: np.ndarray, born: np.ndarray, t: int) -> np.ndarray:
+        """Envs (B,) bool that plan again at step t between scheduled replans: within ``replan_near`` of the goal
+        and ``replan_near_every`` steps or more since their rows were planned (``born``, (B,) env steps)."""
+        c = self.config
+        if c.replan_near is None:
+            return np.zeros(len(born), dtype=bool)
+        away = np.linalg.norm(np.asarray(obs, dtype=np.float64)[:, :2] - np.asarray(goals, dtype=np.float64), axis=-1)
+        return (away <= c.replan_near) & (t - np.asarray(born) >= c.replan_near_every)  # (B,)
 
     def needs_replan(self, plan: Plan | None, t: int) -> bool:
         """Whether to plan at env step t."""
