@@ -159,6 +159,17 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["goal_distance"] == "geodesic"
     assert main(["eval", "--ckpt", str(run), "--wall-cost", "3", "--quiet"]) == 2
     assert "--wall-cost would be ignored" in capsys.readouterr().err
+    # replanning near the goal (not in the paper) runs end to end and is recorded; its spacing alone is refused
+    assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "1", "--replan-every", "100",
+                 "--replan-near", "3", "--replan-near-every", "5", "--show", "0", "--latency-batch", "0",
+                 "--out", str(tmp_path / "near"), "--wandb", "off", "--quiet"]) == 0
+    near = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
+    assert (near["planner"]["replan_near"], near["planner"]["replan_near_every"]) == (3.0, 5)
+    assert near["replans"] == 3 and near["near_replans"] >= 1  # umaze: every free cell lies within 3 of the goal
+    assert main(["eval", "--ckpt", str(run), "--replan-near-every", "2", "--quiet"]) == 2
+    assert "--replan-near-every would be ignored" in capsys.readouterr().err
+    assert main(["eval", "--ckpt", str(run), "--replan-near", "0", "--quiet"]) == 2
+    assert "replan_near must be a distance > 0" in capsys.readouterr().err
     # the paper: code's guidance form runs end to end and is recorded
     assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "2", "--replan-every", "100",
                  "--guidance-form", "paper", "--guidance-scale", "10", "--show", "0", "--latency-batch", "1",
