@@ -224,3 +224,52 @@ def test_pool_episodes_by_hand(tmp_path, capsys):
     rows["umaze/df/single/model1"]["scores_seeds_0_99"] = [1.0] * 99
     with pytest.raises(ValueError, match="100 scores per set"):
         bench.pool(rows)
+
+
+def test_plan_brake_window_stats_by_hand():
+    bench = _load("plan_brake")
+    goal = np.array([1.0, 1.0])
+    # one plan of 25 frames: 10 frames at the goal at rest, then 15 frames 2 units away moving at 3 units/s
+    pos = np.concatenate([np.tile(goal, (10, 1)), np.tile(goal + [2.0, 0.0], (15, 1))])[None]  # (1, 25, 2)
+    vel = np.concatenate([np.zeros((10, 2)), np.tile([0.0, 3.0], (15, 1))])[None]  # (1, 25, 2)
+    rows = bench.window_stats(pos, vel, goal, radius=0.5, slow=0.5)
+    assert [r["frames"] for r in rows] == [[0, 20], [20, 25]]  # the second window is cut at the plan's end
+    assert rows[0] == {"frames": [0, 20], "speed": 1.5, "in_goal": 0.5, "slow": 0.5}
+    assert rows[1] == {"frames": [20, 25], "speed": 3.0, "in_goal": 0.0, "slow": 0.0}
+    obs = np.array([[1.2, 1.0, 3.0, 0.0], [1.1, 1.0, 0.2, 0.0], [3.0, 1.0, 3.0, 0.0], [1.0, 1.4, 0.0, 0.5]])
+    kinds = bench.pick_states(obs, goal, samples=5, seed=0)
+    assert kinds["arriving"].tolist() == [obs[0].tolist()]  # within 1 unit and faster than 2 units/s
+    assert sorted(kinds["resting"][:, 0].tolist()) == [1.0, 1.1]  # within 0.5 and slower than 1 unit/s
+
+
+def test_plan_brake_contract(tmp_path, capsys):
+    pytest.importorskip("dforce_plan")
+    from dforce_plan.model import ModelSpec
+    from safetensors.torch import save_model
+
+    from dforce_datasets.maze2d import GenerateConfig, generate, to_d4rl, write_hdf5
+
+    spec = ModelSpec(kind="df", n_tokens=4, d_model=16, n_layers=2, n_heads=2)
+    torch.manual_seed(0)
+    model = spec.build()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape) * 0.2)  # random weights, so the plan depends on its input
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_model(model, str(ckpt / "model.safetensors"))
+    (ckpt / "state.json").write_text(json.dumps({"step": 0, "model_config": {"planning": spec.to_dict()}}))
+    write_hdf5(tmp_path / "umaze.hdf5", to_d4rl(generate(GenerateConfig("umaze", steps=6000, seed=0, noisy=True))))
+    argv = ["--ckpt", str(ckpt), "--maze", "umaze", "--data", str(tmp_path / "umaze.hdf5"), "--samples", "4",
+            "--guidance-scale", "0.5"]
+    bench = _load("plan_brake")
+    out = bench.main(argv)
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["kinds"] == json.loads(json.dumps(out["kinds"])) and last["goal"] == [1.0, 1.0]  # umaze's single-task goal
+    assert last["planner"]["guidance_scale"] == 0.5 and last["steps_left"] == 150
+    arriving = out["kinds"]["arriving"]
+    assert 1 <= arriving["n"] <= 4 and arriving["start_speed"] > 2.0
+    assert [r["frames"] for r in arriving["windows"]] == [[0, 20], [20, 40]]  # the model's 4 tokens x 10 frames
+    for r in arriving["windows"]:
+        assert r["speed"] >= 0 and 0 <= r["in_goal"] <= 1 and 0 <= r["slow"] <= 1
+    assert bench.main(argv)["kinds"] == out["kinds"]  # seeded: the same states and plans
