@@ -273,3 +273,31 @@ def test_plan_brake_contract(tmp_path, capsys):
     for r in arriving["windows"]:
         assert r["speed"] >= 0 and 0 <= r["in_goal"] <= 1 and 0 <= r["slow"] <= 1
     assert bench.main(argv)["kinds"] == out["kinds"]  # seeded: the same states and plans
+
+
+@pytest.mark.parametrize("backbone", ["transformer", "rnn"])
+def test_plan_commit_contract(tmp_path, capsys, backbone):
+    pytest.importorskip("dforce_plan")
+    from dforce_plan.model import ModelSpec
+    from safetensors.torch import save_model
+
+    size = dict(d_model=16, n_layers=2, n_heads=2) if backbone == "transformer" else dict(z_dim=16, network_size=2)
+    spec = ModelSpec(kind="df", n_tokens=4, backbone=backbone, **size)
+    torch.manual_seed(0)
+    model = spec.build()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape) * 0.2)  # random weights, so the plan depends on its input
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_model(model, str(ckpt / "model.safetensors"))
+    (ckpt / "state.json").write_text(json.dumps({"step": 0, "model_config": {"planning": spec.to_dict()}}))
+    bench = _load("plan_commit")
+    out = bench.main(["--ckpt", str(ckpt), "--maze", "umaze", "--batch", "3", "--repeats", "2", "--guidance-scale",
+                      "0.5"])
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["backbone"] == backbone and last["steps"] == 40 and len(last["plain_all_s"]) == 2
+    assert last["speedup"] == pytest.approx(out["plain_s"] / out["early_s"])
+    assert out["max_abs_diff"] < 1e-4  # the same plans on both paths
+    with pytest.raises(SystemExit):
+        bench.main(["--ckpt", str(ckpt), "--maze", "umaze", "--batch", "0"])

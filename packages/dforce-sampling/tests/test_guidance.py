@@ -195,6 +195,25 @@ def test_guided_cached_equals_uncached(guidance, scheduling, chunk):
     assert all(not c.grad for c in model.calls if c.commit)
 
 
+@pytest.mark.parametrize(
+    "guidance",
+    [RewardGuidance(goal_reward, 0.02), MonteCarloGuidance(goal_reward, 0.02, num_samples=3)],
+    ids=["reward", "mcg"],
+)
+def test_guided_commit_finished_equals_cached(guidance):
+    sampler = _sampler(eta=0.5)
+    model = ToyCausalDenoiser(dim=D, window=None)
+    ctx = torch.randn(2, 2, D, generator=torch.Generator().manual_seed(9))
+    kw = dict(n_tokens=20, context=ctx, chunk_size=None, scheduling="pyramid", guidance=guidance, use_cache=True)
+    a = _run(model, sampler, **kw)
+    fed = sum(c.tokens for c in model.calls)
+    model.calls.clear()
+    b = _run(model, sampler, commit_finished=True, **kw)
+    assert (a - b).abs().max() < 1e-5  # the reward sees finished tokens as they are on both paths
+    assert sum(c.tokens for c in model.calls) < fed
+    assert all(not c.grad for c in model.calls if c.commit)
+
+
 def test_guidance_errors():
     sampler = _sampler()
     model = ToyCausalDenoiser(dim=D, window=4)

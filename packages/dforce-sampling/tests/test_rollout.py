@@ -135,6 +135,36 @@ def test_cache_commits_every_finished_token_once():
     assert all(c.cached for c in model.calls)
 
 
+@pytest.mark.parametrize(("scheduling", "chunk", "skw"), CACHE_CASES, ids=[f"{a}-{b}-{c}" for a, b, c in CACHE_CASES])
+def test_commit_finished_equals_cached(scheduling, chunk, skw):
+    sampler = _sampler(**skw)
+    model = ToyCausalDenoiser(dim=D, window=None)
+    kw = dict(n_tokens=23, chunk_size=chunk, scheduling=scheduling, context=_context(c=3), use_cache=True)
+    cached = _run(model, sampler, **kw)
+    fed, committed = sum(c.tokens for c in model.calls), sum(c.commit for c in model.calls)
+    model.calls.clear()
+    early = _run(model, sampler, commit_finished=True, **kw)
+    assert (cached - early).abs().max() < 1e-5
+    assert committed <= sum(c.commit for c in model.calls) < 23  # each token at most once; the last never
+    assert all(c.cached for c in model.calls)
+    if scheduling in ("pyramid", "trapezoid"):  # tokens finish at different rows: the later calls feed fewer
+        assert sum(c.tokens for c in model.calls) < fed
+
+
+def test_commit_finished_feeds_only_the_unfinished_tail():
+    # one chunk of 6 along the pyramid (S = 3): token j is clean from row j + 3 on, so row m >= 3 commits token
+    # m - 3 with the call (fed first) and feeds tokens m - 3 .. 5; the plain cached path feeds all 6 in every row
+    sampler = _sampler(s=3)
+    model = ToyCausalDenoiser(dim=D, window=None)
+    _run(model, sampler, n_tokens=8, chunk_size=None, scheduling="pyramid", context=_context(c=2), use_cache=True,
+         commit_finished=True)
+    assert pyramid(6, 3).shape[0] - 1 == 8  # rows stepped
+    assert [c.tokens for c in model.calls] == [2 + 6, 6, 6, 6, 5, 4, 3, 2]
+    assert [c.commit for c in model.calls] == [2, 0, 0, 1, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="use_cache"):
+        _run(model, sampler, n_tokens=8, chunk_size=None, scheduling="pyramid", commit_finished=True)
+
+
 def test_unbounded_model_cached_equals_uncached():
     sampler = _sampler(eta=1.0)
     model = ToyCausalDenoiser(dim=D, window=None)  # like an RNN: no finite receptive field

@@ -146,6 +146,10 @@ class PlannerConfig:
     stall_decay: float | None = None
     stall_distance: float = 0.2
     use_cache: bool = True  # KV cache for the context (DF only)
+    # DF with the cache: commit each plan token to the cache as soon as the pyramid has finished it, so later
+    # denoising calls feed only the unfinished tail (dforce_sampling.sample's commit_finished; same plans up to
+    # float summation order)
+    commit_finished: bool = False
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
     def __post_init__(self) -> None:
@@ -547,7 +551,8 @@ class Planner:
             x = sample(self.model, self.sampler, n_tokens=1 + h, context=ctx, chunk_size=None, scheduling="pyramid",
                        uncertainty_scale=self.config.uncertainty_scale,
                        guidance=self.guidance(goals_t, steps, steps_left, weights),
-                       use_cache=self.config.use_cache, generator=generator)
+                       use_cache=self.config.use_cache,
+                       commit_finished=self.config.use_cache and self.config.commit_finished, generator=generator)
         seconds = time.perf_counter() - start
         obs_n, act_n = unpack(x[:, 1:].detach(), fs, self.spec.channels)  # (B, h*fs, 4), (B, h*fs, 2)
         if act_n is None:  # position-only: the PD's velocity reference is the planned step dp (main: controller)

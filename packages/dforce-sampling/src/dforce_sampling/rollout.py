@@ -103,6 +103,7 @@ def sample(
     cond: Tensor | None = None,
     max_history: int | str | None = None,
     use_cache: bool = False,
+    commit_finished: bool = False,
     generator: torch.Generator | None = None,
     guidance: Guidance | None = None,
     progress: bool | Callable[[int, int], None] = False,
@@ -121,6 +122,10 @@ def sample(
     * Cached (``use_cache=True``): finished tokens are committed once into ``model.new_cache(B)``, in the
       first call of the next chunk, and only the chunk is fed afterwards. Same samples as the uncached path
       with all history (random draws are made in the same order on both paths).
+    * ``commit_finished`` (cached only): also commit a chunk's leading tokens as soon as they are finished (level
+      -1 in every remaining row of the matrix), so each later call of the chunk feeds only the unfinished tail.
+      Exact for a causal model (a finished token and everything before it no longer change), up to float
+      summation order; it saves most with long chunks (pyramid plans of a whole episode).
 
     ``cond`` (B, n_tokens, ...) is sliced along with the tokens; ``guidance`` (e.g. ``RewardGuidance``)
     guides every step, its reward seeing [finished tokens, x0_hat of the fed ones].
@@ -132,6 +137,8 @@ def sample(
         if chunk_size > n_tokens:
             raise ValueError(f"chunk_size={chunk_size} exceeds n_tokens={n_tokens}")
     matrix = _matrix_fn(scheduling, sampler.num_steps, uncertainty_scale)
+    if commit_finished and not use_cache:
+        raise ValueError("commit_finished commits finished tokens to the model's cache; it needs use_cache=True")
     history = None if use_cache else _history_length(model, max_history)
     if use_cache and max_history is not None:
         _history_length(model, max_history)  # still validate; the cache decides what the model sees
@@ -169,14 +176,21 @@ def sample(
             x[:, curr : curr + h] = clipped_noise((b, h, *shape), clip, generator=generator, device=device, dtype=dtype)
             if stab is not None:
                 stab[:, curr : curr + h] = clipped_noise((b, h, *shape), clip, generator=generator, device=device, dtype=dtype)
+            # finished[m]: the chunk's leading tokens at level -1 in rows m.. (commit_finished)
+            finished = _finished_heads(levels).tolist() if commit_finished else None
             for m in range(levels.shape[0] - 1):
                 if use_cache:
-                    lo, commit = committed, (curr - committed if m == 0 else 0)
+                    lo = committed
+                    end = curr + (finished[m] if finished is not None else 0)  # tokens final before row m
+                    commit = end - committed if (m == 0 or end > committed) else 0
                 else:
                     lo, commit = (0 if history is None else max(0, curr - history)), 0
-                hist = torch.full((curr - lo,), -1, dtype=torch.int64, device=device)  # (P,)
-                from_levels = torch.cat([hist, levels[m]]).expand(b, -1)  # (B, P + H)
-                to_levels = torch.cat([hist, levels[m + 1]]).expand(b, -1)  # (B, P + H)
+                if lo >= curr + h:  # every token of the chunk is finished: nothing left to step in this row
+                    continue
+                skip = max(0, lo - curr)  # chunk tokens already in the cache
+                hist = torch.full((max(0, curr - lo),), -1, dtype=torch.int64, device=device)  # (P,)
+                from_levels = torch.cat([hist, levels[m, skip:]]).expand(b, -1)  # (B, P + H - skip)
+                to_levels = torch.cat([hist, levels[m + 1, skip:]]).expand(b, -1)  # (B, P + H - skip)
                 out = sampler.denoise(
                     model,
                     x[:, lo : curr + h],
@@ -190,13 +204,21 @@ def sample(
                     context_noise=None if stab is None else stab[:, lo : curr + h],
                     prefix=None if guidance is None else x[:, :lo],
                 )
-                x[:, curr : curr + h] = out.prev_sample[:, curr - lo :]
+                first = max(lo, curr)  # the chunk's tokens that this call stepped start here
+                x[:, first : curr + h] = out.prev_sample[:, first - lo :]
                 if commit:
-                    committed = curr
+                    committed = lo + commit
             curr += h
             if report is not None:
                 report(curr, n_tokens)
     return x
+
+
+def _finished_heads(levels: Tensor) -> Tensor:
+    """(rows,) int: for each row m of a scheduling matrix of real levels (rows, H), how many leading tokens sit at
+    level -1 in row m and every later row (finished for good)."""
+    done = torch.flip(torch.cumprod(torch.flip(levels < 0, dims=[0]).to(torch.int64), dim=0), dims=[0])  # (rows, H)
+    return torch.cumprod(done, dim=1).sum(dim=1)  # (rows,)
 
 
 def _print_progress(done: int, total: int) -> None:
