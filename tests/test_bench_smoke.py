@@ -242,23 +242,29 @@ def test_plan_brake_window_stats_by_hand():
     assert sorted(kinds["resting"][:, 0].tolist()) == [1.0, 1.1]  # within 0.5 and slower than 1 unit/s
 
 
-def test_plan_brake_contract(tmp_path, capsys):
-    pytest.importorskip("dforce_plan")
-    from dforce_plan.model import ModelSpec
+def _random_plan_checkpoint(tmp_path, spec):
+    """A dforce-plan checkpoint directory of ``spec``'s network with random weights (so plans depend on the input)."""
     from safetensors.torch import save_model
 
-    from dforce_datasets.maze2d import GenerateConfig, generate, to_d4rl, write_hdf5
-
-    spec = ModelSpec(kind="df", n_tokens=4, d_model=16, n_layers=2, n_heads=2)
     torch.manual_seed(0)
     model = spec.build()
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_(torch.randn(p.shape) * 0.2)  # random weights, so the plan depends on its input
+            p.copy_(torch.randn(p.shape) * 0.2)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     save_model(model, str(ckpt / "model.safetensors"))
     (ckpt / "state.json").write_text(json.dumps({"step": 0, "model_config": {"planning": spec.to_dict()}}))
+    return ckpt
+
+
+def test_plan_brake_contract(tmp_path, capsys):
+    pytest.importorskip("dforce_plan")
+    from dforce_plan.model import ModelSpec
+
+    from dforce_datasets.maze2d import GenerateConfig, generate, to_d4rl, write_hdf5
+
+    ckpt = _random_plan_checkpoint(tmp_path, ModelSpec(kind="df", n_tokens=4, d_model=16, n_layers=2, n_heads=2))
     write_hdf5(tmp_path / "umaze.hdf5", to_d4rl(generate(GenerateConfig("umaze", steps=6000, seed=0, noisy=True))))
     argv = ["--ckpt", str(ckpt), "--maze", "umaze", "--data", str(tmp_path / "umaze.hdf5"), "--samples", "4",
             "--guidance-scale", "0.5"]
@@ -279,19 +285,9 @@ def test_plan_brake_contract(tmp_path, capsys):
 def test_plan_commit_contract(tmp_path, capsys, backbone):
     pytest.importorskip("dforce_plan")
     from dforce_plan.model import ModelSpec
-    from safetensors.torch import save_model
 
     size = dict(d_model=16, n_layers=2, n_heads=2) if backbone == "transformer" else dict(z_dim=16, network_size=2)
-    spec = ModelSpec(kind="df", n_tokens=4, backbone=backbone, **size)
-    torch.manual_seed(0)
-    model = spec.build()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape) * 0.2)  # random weights, so the plan depends on its input
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    save_model(model, str(ckpt / "model.safetensors"))
-    (ckpt / "state.json").write_text(json.dumps({"step": 0, "model_config": {"planning": spec.to_dict()}}))
+    ckpt = _random_plan_checkpoint(tmp_path, ModelSpec(kind="df", n_tokens=4, backbone=backbone, **size))
     bench = _load("plan_commit")
     out = bench.main(["--ckpt", str(ckpt), "--maze", "umaze", "--batch", "3", "--repeats", "2", "--guidance-scale",
                       "0.5"])
