@@ -88,8 +88,8 @@ def test_commit_finished_plays_the_same_episodes(make_model):
     model, spec = make_model()
     cfg = EvalConfig(maze="umaze", episodes=3, seed=2, show=0, latency_batch=2, progress=False)
     settings = dict(method="df_mcg", mc_samples=2, guidance_scale=0.5, sampling_steps=3, horizon=40, replan_every=20)
-    plain = evaluate(Planner(model, spec, PlannerConfig(**settings)), cfg, None, wandb="off")
-    early = evaluate(Planner(model, spec, PlannerConfig(**settings, commit_finished=True)), cfg, None, wandb="off")
+    plain = evaluate(Planner(model, spec, PlannerConfig(**settings, commit_finished=False)), cfg, None, wandb="off")
+    early = evaluate(Planner(model, spec, PlannerConfig(**settings)), cfg, None, wandb="off")  # the default
     assert early["planner"]["commit_finished"] and not plain["planner"]["commit_finished"]
     assert early["score"] == pytest.approx(plain["score"], abs=1e-9)
     assert early["steps_to_goal_all"] == pytest.approx(plain["steps_to_goal_all"], abs=1e-9)
@@ -178,11 +178,11 @@ def test_cli_data_train_eval_round_trip(tmp_path, capsys):
                  "--out", str(tmp_path / "near"), "--wandb", "off", "--quiet"]) == 0
     near = json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]
     assert (near["planner"]["replan_near"], near["planner"]["replan_near_every"]) == (3.0, 5)
-    assert near["planner"]["commit_finished"] is False
+    assert near["planner"]["commit_finished"] is True  # the default
     assert main(["eval", "--ckpt", str(run), "--episodes", "1", "--sampling-steps", "1", "--replan-every", "100",
-                 "--commit-finished", "--show", "0", "--latency-batch", "0", "--out", str(tmp_path / "early"),
+                 "--no-commit-finished", "--show", "0", "--latency-batch", "0", "--out", str(tmp_path / "plain"),
                  "--wandb", "off", "--quiet"]) == 0
-    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["commit_finished"] is True
+    assert json.loads(capsys.readouterr().out)["dforce/maze2d-umaze-v1"]["planner"]["commit_finished"] is False
     assert near["replans"] == 3 and near["near_replans"] >= 1  # umaze: every free cell lies within 3 of the goal
     assert main(["eval", "--ckpt", str(run), "--replan-near-every", "2", "--quiet"]) == 2
     assert "--replan-near-every would be ignored" in capsys.readouterr().err

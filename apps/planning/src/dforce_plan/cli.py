@@ -211,7 +211,7 @@ def _planner_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "pos_velocity": args.pos_velocity, "pos_velocity_window": args.pos_velocity_window,
             "hold_radius": args.hold_radius,  # 0 = off, mapped in build_planner
             "stall_decay": args.stall_decay, "stall_distance": args.stall_distance,
-            "commit_finished": args.commit_finished or None}
+            "commit_finished": args.commit_finished}
 
 
 def cmd_eval(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,9 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--stall-distance", dest="stall_distance", type=float, metavar="D",
                     help="with --stall-decay: world units a ball must move between replans not to count as "
                          "stalled (default 0.2)")
-    ev.add_argument("--commit-finished", dest="commit_finished", action="store_true",
+    ev.add_argument("--commit-finished", dest="commit_finished", action=argparse.BooleanOptionalAction,
                     help="commit each plan token to the model's cache as soon as it is denoised, so later calls "
-                         "feed only the unfinished tokens (faster; same plans up to float rounding)")
+                         "feed only the unfinished tokens (default on: faster, the same plans up to float "
+                         "rounding; --no-commit-finished feeds every plan token in every call, as before)")
     ev.add_argument("--controller", choices=["actions", "pd"])
     ev.add_argument("--pd-gains", type=float, nargs=2, metavar=("KP", "KD"),
                     help="PD controller a = KP (p_plan - p) + KD (v_plan - v) (default 12.5 1.2, the main: code's)")

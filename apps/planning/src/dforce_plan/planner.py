@@ -148,8 +148,8 @@ class PlannerConfig:
     use_cache: bool = True  # KV cache for the context (DF only)
     # DF with the cache: commit each plan token to the cache as soon as the pyramid has finished it, so later
     # denoising calls feed only the unfinished tail (dforce_sampling.sample's commit_finished; same plans up to
-    # float summation order)
-    commit_finished: bool = False
+    # float summation order; 1.6-1.7x faster whole-episode plans on CPU, forty-second session)
+    commit_finished: bool = True
     batched_mcg: bool = True  # False: our reference path, one model call per Monte Carlo sample
 
     def __post_init__(self) -> None:
