@@ -182,7 +182,7 @@ def sample(
                 if use_cache:
                     lo = committed
                     end = curr + (finished[m] if finished is not None else 0)  # tokens final before row m
-                    commit = end - committed if (m == 0 or end > committed) else 0
+                    commit = end - committed  # >= 0: the history at a chunk's first row, then finished tokens
                 else:
                     lo, commit = (0 if history is None else max(0, curr - history)), 0
                 if lo >= curr + h:  # every token of the chunk is finished: nothing left to step in this row
