@@ -188,6 +188,28 @@ def test_plan_gpu_passes_the_df_recipe_to_df_commands_only(tmp_path):
         bench_mod.parse_args(["--df-eval-args", "--guidance-scale '10"])  # unbalanced quote: a usage error
 
 
+def test_plan_gpu_recipes_set_training_defaults_that_flags_override(tmp_path):
+    bench_mod = _load("plan_gpu")
+    ours = bench_mod.parse_args(["--out", str(tmp_path)])
+    assert (ours.recipe, ours.steps, ours.batch_size, ours.lr, ours.warmup, ours.df_train_args) == (
+        "ours", 100_000, 1024, 5e-4, 1000, "")
+    paper = bench_mod.parse_args(["--out", str(tmp_path), "--recipe", "paper", "--batch-size", "512"])
+    assert (paper.steps, paper.batch_size, paper.lr, paper.warmup) == (120_000, 512, 2e-4, 100)  # the flag wins
+    assert paper.df_train_args == "--backbone rnn --loss-weighting constant"
+    own = bench_mod.parse_args(["--recipe", "paper", "--df-train-args", "--backbone rnn --network-size 8"])
+    assert own.df_train_args == "--backbone rnn --network-size 8"
+    # the recipe reaches the DF training command only, through the same pipeline as every other flag
+    (tmp_path / "umaze.hdf5").write_bytes(b"")
+    bench = bench_mod.Bench(bench_mod.parse_args(["--out", str(tmp_path), "--recipe", "paper", "--mazes", "umaze",
+                                                  "--no-multi2d", "--methods", "df", "diffuser"]))
+    calls = {}
+    bench.run = lambda name, cmd, reserve=0.0: calls.setdefault(name, " ".join(cmd)) and None
+    bench_mod.pipeline(bench, "umaze")
+    assert calls["umaze_df_train"].endswith("--backbone rnn --loss-weighting constant")
+    assert "--batch-size 2048 --lr 0.0002 --warmup 100" in calls["umaze_df_train"]
+    assert "--backbone" not in calls["umaze_diffuser_train"]
+
+
 def test_pool_episodes_by_hand(tmp_path, capsys):
     bench = _load("pool_episodes")
     # two models, umaze single task: model 0 scores 100 on seeds 0-99 and 120 on 100-199, model 1 80 / 100 on the

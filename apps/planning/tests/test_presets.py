@@ -38,7 +38,9 @@ def test_recipe_presets_follow_how_the_model_was_trained():
     assert preset_recipe("constant") == "official"
     assert preset_recipe("min_snr") is None and preset_recipe("min_snr", main_std, act) is None
     assert preset_recipe("constant", None, [2, 2]) is None  # only the actions rescaled (the authors' issue #2)
-    assert preset_recipe("constant", main_std, act, backbone="rnn") is None
+    assert preset_recipe("constant", main_std, act, backbone="rnn") is None  # never tuned
+    assert preset_recipe("constant", backbone="rnn") == "official"  # the RNN's own held-out best (s42)
+    assert preset_recipe("min_snr", backbone="rnn") is None
     assert planner_preset("df_mcg", "umaze", recipe="official")["guidance_scale"] == 2.0
     assert planner_preset("df", "umaze", recipe="official")["guidance_scale"] == 1.0
     assert planner_preset("df_mcg", "medium", recipe="main")["guidance_scale"] == 2.0
